@@ -1,0 +1,764 @@
+/*-------------------------------------------------------------------------
+ *
+ * append.c
+ *	  es_append: the only writer of the event store.
+ *
+ * An append checks its input, locks the stream, reads the stream's head,
+ * recognises an idempotent retry, checks the expected version, and inserts
+ * the events with positions from the global position sequence.  All of it
+ * happens in the caller's transaction, so any error leaves the store as it
+ * was.
+ *
+ * Concurrency.  Appenders to one stream are serialised by a transaction-level
+ * lock on the stream (an advisory lock keyed by a 64-bit hash of the stream
+ * id, class ES_STREAM_LOCK_CLASS, visible in pg_locks).  The head is read
+ * after the lock is granted, with a dirty snapshot, so it includes every
+ * committed event and this transaction's own earlier appends whatever the
+ * isolation level.  Two appenders with the same expected version therefore
+ * never both pass the check and never reach the unique index on
+ * (stream_id, stream_version): the second one waits for the first and then
+ * fails the check with 40001, the SQLSTATE every driver retries.
+ *
+ * The rows are inserted through the executor's simple insert path
+ * (ExecSimpleRelationInsert, as logical replication's apply worker does):
+ * constraints, index insertion and row triggers behave as for an INSERT,
+ * without planning a statement per call.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "common/hashfn.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "event_sourcing.h"
+
+/* field4 of the advisory lock tag that locks a stream ("ES") */
+#define ES_STREAM_LOCK_CLASS	0x4553
+/* seed of the stream id hash behind that lock */
+#define ES_STREAM_LOCK_SEED		UINT64CONST(0x6576656e74730001)
+
+/* One event to append, after validation. */
+typedef struct EsEventInput
+{
+	text	   *type;
+	Jsonb	   *data;
+	Jsonb	   *metadata;
+	pg_uuid_t	id;
+	bool		id_given;
+} EsEventInput;
+
+/* The open event store during one append. */
+typedef struct EsAppendState
+{
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	Relation	stream_index;
+	Relation	event_id_index;
+} EsAppendState;
+
+/*
+ * empty_object
+ *		The jsonb value {}.
+ */
+static Jsonb *
+empty_object(void)
+{
+	JsonbValue	v;
+
+	v.type = jbvObject;
+	v.val.object.nPairs = 0;
+	v.val.object.pairs = NULL;
+	return JsonbValueToJsonb(&v);
+}
+
+/*
+ * describe_expected
+ *		The expected version as words, for the DETAIL of a failed check.
+ */
+static char *
+describe_expected(int64 expected)
+{
+	if (expected == 0)
+		return psprintf("0 (the stream must not exist)");
+	if (expected == -1)
+		return psprintf("-1 (the stream must exist)");
+	return psprintf(INT64_FORMAT, expected);
+}
+
+/*
+ * check_expected_range
+ *		expected_version is NULL, -1, 0 or a positive version.
+ */
+static void
+check_expected_range(int64 expected)
+{
+	if (expected < -1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expected_version must be -1 or greater"),
+				 errdetail("expected_version was " INT64_FORMAT ".", expected),
+				 errhint("Use NULL for any version, 0 for a stream that must not exist, -1 for one that must exist, or the stream's current version.")));
+}
+
+/*
+ * lock_stream
+ *		Serialise appenders to one stream until the end of the transaction.
+ *
+ * Distinct streams whose hashes collide merely share a lock.
+ */
+static void
+lock_stream(text *stream_id)
+{
+	LOCKTAG		tag;
+	uint64		h;
+
+	h = DatumGetUInt64(hash_any_extended((const unsigned char *) VARDATA_ANY(stream_id),
+										 VARSIZE_ANY_EXHDR(stream_id),
+										 ES_STREAM_LOCK_SEED));
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
+						 ES_STREAM_LOCK_CLASS);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
+/*
+ * find_index
+ *		The opened index with the given OID among the result relation's.
+ */
+static Relation
+find_index(ResultRelInfo *rri, Oid indexoid)
+{
+	for (int i = 0; i < rri->ri_NumIndices; i++)
+	{
+		if (RelationGetRelid(rri->ri_IndexRelationDescs[i]) == indexoid)
+			return rri->ri_IndexRelationDescs[i];
+	}
+	elog(ERROR, "index %u of the event store is not open", indexoid);
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * open_store
+ *		Open es_events for insertion, with an executor state to insert through.
+ */
+static void
+open_store(EsAppendState *st)
+{
+	const EsCatalog *cat = es_catalog();
+	Oid			stream_index = cat->stream_index;
+	Oid			event_id_index = cat->event_id_index;
+	RangeTblEntry *rte;
+
+	st->rel = table_open(cat->events, RowExclusiveLock);
+	st->estate = CreateExecutorState();
+
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(st->rel);
+	rte->relkind = st->rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+#if PG_VERSION_NUM >= 160000
+	ExecInitRangeTable(st->estate, list_make1(rte), NIL);
+#else
+	ExecInitRangeTable(st->estate, list_make1(rte));
+#endif
+
+	st->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(st->rri, st->rel, 1, NULL, 0);
+	st->estate->es_opened_result_relations = list_make1(st->rri);
+	st->estate->es_output_cid = GetCurrentCommandId(true);
+	ExecOpenIndices(st->rri, false);
+
+	st->slot = table_slot_create(st->rel, &st->estate->es_tupleTable);
+	st->stream_index = find_index(st->rri, stream_index);
+	st->event_id_index = find_index(st->rri, event_id_index);
+
+	AfterTriggerBeginQuery();
+}
+
+/*
+ * close_store
+ *		Fire queued row triggers and release the executor state.
+ */
+static void
+close_store(EsAppendState *st)
+{
+	AfterTriggerEndQuery(st->estate);
+	ExecCloseIndices(st->rri);
+	ExecResetTupleTable(st->estate->es_tupleTable, false);
+	FreeExecutorState(st->estate);
+	table_close(st->rel, NoLock);
+}
+
+/*
+ * read_head
+ *		The stream's current version and the recorded_at of its last event.
+ *
+ * Called with the stream locked.  The dirty snapshot sees every committed
+ * event and this transaction's own, including those of the current command.
+ */
+static int64
+read_head(EsAppendState *st, text *stream_id, TimestampTz *last_recorded)
+{
+	SnapshotData dirty;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	int64		version = 0;
+	bool		isnull;
+
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ,
+				PointerGetDatum(stream_id));
+	scan = index_beginscan(st->rel, st->stream_index, &dirty, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	*last_recorded = DT_NOBEGIN;
+	if (index_getnext_slot(scan, BackwardScanDirection, st->slot))
+	{
+		version = DatumGetInt64(slot_getattr(st->slot, Anum_es_events_stream_version, &isnull));
+		*last_recorded = DatumGetTimestampTz(slot_getattr(st->slot, Anum_es_events_recorded_at, &isnull));
+	}
+	index_endscan(scan);
+	ExecClearTuple(st->slot);
+	return version;
+}
+
+/*
+ * find_event_id
+ *		Where an event id is stored, if it is.
+ *
+ * Waits for an in-progress inserter of the same id, as a unique index check
+ * would, so the answer is final.  On success *stream and *version describe
+ * the stored event.
+ */
+static bool
+find_event_id(EsAppendState *st, pg_uuid_t *id, char **stream, int64 *version)
+{
+	for (;;)
+	{
+		SnapshotData dirty;
+		ScanKeyData key;
+		IndexScanDesc scan;
+		TransactionId xwait = InvalidTransactionId;
+		bool		found;
+		bool		isnull;
+
+		InitDirtySnapshot(dirty);
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ,
+					UUIDPGetDatum(id));
+		scan = index_beginscan(st->rel, st->event_id_index, &dirty, 1, 0);
+		index_rescan(scan, &key, 1, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, st->slot);
+		if (found)
+		{
+			xwait = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
+			if (!TransactionIdIsValid(xwait))
+			{
+				*stream = TextDatumGetCString(slot_getattr(st->slot, Anum_es_events_stream_id, &isnull));
+				*version = DatumGetInt64(slot_getattr(st->slot, Anum_es_events_stream_version, &isnull));
+			}
+		}
+		index_endscan(scan);
+
+		if (found && TransactionIdIsValid(xwait))
+		{
+			ItemPointerData tid = st->slot->tts_tid;
+
+			ExecClearTuple(st->slot);
+			XactLockTableWait(xwait, st->rel, &tid, XLTW_InsertIndexUnique);
+			continue;
+		}
+		ExecClearTuple(st->slot);
+		return found;
+	}
+}
+
+/*
+ * expected_matches
+ *		Does a stream at version 'version' satisfy the expected version?
+ */
+static bool
+expected_matches(bool any_version, int64 expected, int64 version)
+{
+	if (any_version)
+		return true;
+	if (expected == -1)
+		return version > 0;
+	return version == expected;
+}
+
+/*
+ * check_replay
+ *		Recognise a retry of an append that is already stored.
+ *
+ * Returns the version the events were stored at when every event of the
+ * call carries an id, all of them are stored in this stream at consecutive
+ * versions, and the expected version admits the version before the first of
+ * them: the call would have produced exactly these rows.  Returns -1 when
+ * none of the ids is stored.  Any other overlap with stored ids is a unique
+ * violation.
+ */
+static int64
+check_replay(EsAppendState *st, text *stream_id, bool any_version,
+			 int64 expected, EsEventInput *ev, int n)
+{
+	char	   *stream = text_to_cstring(stream_id);
+	int			nfound = 0;
+	bool		replay = true;
+	int64		base = 0;
+	int			conflict = -1;
+	char	   *conflict_stream = NULL;
+	int64		conflict_version = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		char	   *found_stream;
+		int64		found_version;
+
+		if (!ev[i].id_given)
+		{
+			replay = false;
+			continue;
+		}
+		if (!find_event_id(st, &ev[i].id, &found_stream, &found_version))
+		{
+			replay = false;
+			continue;
+		}
+		if (nfound++ == 0)
+		{
+			base = found_version - i - 1;
+			conflict = i;
+			conflict_stream = found_stream;
+			conflict_version = found_version;
+		}
+		if (strcmp(found_stream, stream) != 0 || found_version != base + i + 1)
+			replay = false;
+	}
+
+	if (nfound == 0)
+		return -1;
+
+	if (replay && expected_matches(any_version, expected, base))
+		return base + n;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("event id %s is already stored",
+					DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ev[conflict].id)))),
+			 errdetail("It is stored in stream \"%s\" at version " INT64_FORMAT ".",
+					   conflict_stream, conflict_version),
+			 errhint("Event ids are unique across the store. A retry is recognised only when it repeats the whole append, with the same ids, stream and expected version."),
+			 errtableconstraint(st->rel, "es_events_event_id_key")));
+	return -1;					/* keep compiler quiet */
+}
+
+/*
+ * insert_event
+ *		Insert one row at the given version, taking the next global position.
+ */
+static void
+insert_event(EsAppendState *st, text *stream_id, int64 version,
+			 EsEventInput *ev, TimestampTz recorded_at, Oid seqoid)
+{
+	TupleTableSlot *slot = st->slot;
+	Datum	   *values = slot->tts_values;
+	bool	   *nulls = slot->tts_isnull;
+	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+
+	ExecClearTuple(slot);
+	if (ev->id_given)
+		*id = ev->id;
+	else
+		es_uuidv7(id);
+
+	values[Anum_es_events_global_position - 1] = Int64GetDatum(nextval_internal(seqoid, false));
+	values[Anum_es_events_stream_id - 1] = PointerGetDatum(stream_id);
+	values[Anum_es_events_stream_version - 1] = Int64GetDatum(version);
+	values[Anum_es_events_event_id - 1] = UUIDPGetDatum(id);
+	values[Anum_es_events_event_type - 1] = PointerGetDatum(ev->type);
+	values[Anum_es_events_data - 1] = JsonbPGetDatum(ev->data);
+	values[Anum_es_events_metadata - 1] = JsonbPGetDatum(ev->metadata);
+	values[Anum_es_events_recorded_at - 1] = TimestampTzGetDatum(recorded_at);
+	values[Anum_es_events_schema_version - 1] = Int32GetDatum(1);
+	memset(nulls, false, Natts_es_events * sizeof(bool));
+	ExecStoreVirtualTuple(slot);
+
+	ExecSimpleRelationInsert(st->rri, st->estate, slot);
+}
+
+/*
+ * append_events
+ *		Append validated events to a stream; returns the stream's new version.
+ */
+static int64
+append_events(text *stream_id, bool any_version, int64 expected,
+			  EsEventInput *ev, int n)
+{
+	EsAppendState st;
+	Oid			seqoid;
+	int64		current;
+	int64		replayed;
+	TimestampTz last_recorded;
+	TimestampTz recorded_at;
+
+	PreventCommandIfReadOnly("es_append()");
+	PreventCommandIfParallelMode("es_append()");
+
+	seqoid = es_catalog()->position_seq;
+	open_store(&st);
+	lock_stream(stream_id);
+
+	current = read_head(&st, stream_id, &last_recorded);
+
+	replayed = check_replay(&st, stream_id, any_version, expected, ev, n);
+	if (replayed >= 0)
+	{
+		close_store(&st);
+		return replayed;
+	}
+
+	if (!expected_matches(any_version, expected, current))
+	{
+		char	   *stream = text_to_cstring(stream_id);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("wrong expected version for stream \"%s\"", stream),
+				 errdetail("Stream \"%s\": expected version %s, actual version " INT64_FORMAT ".",
+						   stream, describe_expected(expected), current),
+				 errhint("Load the stream again and retry the command, or pass NULL as expected_version to append at any version."),
+				 errtableconstraint(st.rel, "es_wrong_expected_version")));
+	}
+
+	/* taken under the stream lock: never earlier than the last event's */
+	recorded_at = GetCurrentTimestamp();
+	if (recorded_at < last_recorded)
+		recorded_at = last_recorded;
+
+	for (int i = 0; i < n; i++)
+		insert_event(&st, stream_id, current + i + 1, &ev[i], recorded_at, seqoid);
+
+	close_store(&st);
+	return current + n;
+}
+
+PG_FUNCTION_INFO_V1(es_append);
+
+/*
+ * es_append(stream_id text, expected_version bigint, event_type text,
+ *			 data jsonb, metadata jsonb DEFAULT '{}', event_id uuid DEFAULT NULL)
+ *		RETURNS bigint
+ *
+ * Appends one event; returns the stream's new version.
+ */
+Datum
+es_append(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id;
+	EsEventInput ev;
+
+	es_check_not_null(fcinfo, 0, "stream_id");
+	es_check_not_null(fcinfo, 2, "event_type");
+	es_check_not_null(fcinfo, 3, "data");
+
+	stream_id = PG_GETARG_TEXT_PP(0);
+	es_check_stream_id(stream_id);
+	if (!PG_ARGISNULL(1))
+		check_expected_range(PG_GETARG_INT64(1));
+
+	ev.type = PG_GETARG_TEXT_PP(2);
+	es_check_name("event_type", VARSIZE_ANY_EXHDR(ev.type));
+	ev.data = PG_GETARG_JSONB_P(3);
+	es_check_object(ev.data, "data");
+	if (PG_ARGISNULL(4))
+		ev.metadata = empty_object();
+	else
+	{
+		ev.metadata = PG_GETARG_JSONB_P(4);
+		es_check_object(ev.metadata, "metadata");
+	}
+	ev.id_given = !PG_ARGISNULL(5);
+	if (ev.id_given)
+		ev.id = *PG_GETARG_UUID_P(5);
+
+	PG_RETURN_INT64(append_events(stream_id, PG_ARGISNULL(1),
+								  PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
+								  &ev, 1));
+}
+
+/*
+ * batch_error
+ *		Report a malformed batch: 22023 with the event's 1-based number.
+ */
+static void
+batch_error(int i, const char *msg, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("malformed event batch: %s", msg),
+			 errdetail("The problem is in event %d of the batch.", i + 1),
+			 hint ? errhint("%s", hint) : 0));
+}
+
+/*
+ * hex_value
+ *		Value of one hexadecimal digit, -1 if c is not one.
+ */
+static int
+hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/*
+ * parse_uuid
+ *		Parse a UUID given as a JSON string: 32 hex digits, optionally with
+ *		the standard hyphens and braces.  Returns false when malformed
+ *		(uuid_in would raise 22P02; a malformed batch is 22023).
+ */
+static bool
+parse_uuid(const char *s, int len, pg_uuid_t *uuid)
+{
+	int			pos = 0;
+	int			digits = 0;
+	bool		braces = (len > 0 && s[0] == '{');
+
+	if (braces)
+	{
+		if (s[len - 1] != '}')
+			return false;
+		pos = 1;
+		len--;
+	}
+	while (pos < len && digits < 32)
+	{
+		int			hi,
+					lo;
+
+		if (s[pos] == '-' && digits > 0 && digits % 4 == 0 && pos + 1 < len && s[pos + 1] != '-')
+		{
+			pos++;
+			continue;
+		}
+		if (pos + 1 >= len)
+			return false;
+		hi = hex_value(s[pos]);
+		lo = hex_value(s[pos + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		uuid->data[digits / 2] = (unsigned char) (hi << 4 | lo);
+		digits += 2;
+		pos += 2;
+	}
+	return digits == 32 && pos == len;
+}
+
+/*
+ * is_object_value
+ *		A JSON value taken from a container: is it an object?
+ */
+static bool
+is_object_value(JsonbValue *v)
+{
+	return v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
+}
+
+/*
+ * parse_event
+ *		One element of a batch: {"type", "data", "metadata"?, "id"?}.
+ *
+ * JSON null for metadata or id means absent, as SQL NULL does for the
+ * single-event form.
+ */
+static void
+parse_event(JsonbValue *elem, int i, EsEventInput *ev)
+{
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	JsonbValue	k;
+	JsonbValue	v;
+	bool		have_type = false;
+	bool		have_data = false;
+
+	if (!is_object_value(elem))
+		batch_error(i, "an event must be a JSON object",
+					"Each element is an object such as {\"type\": \"Deposited\", \"data\": {\"amount\": 10}}.");
+
+	ev->metadata = NULL;
+	ev->id_given = false;
+
+	it = JsonbIteratorInit(elem->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		char	   *key;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(k.val.string.val, k.val.string.len);
+		tok = JsonbIteratorNext(&it, &v, true);
+		Assert(tok == WJB_VALUE);
+
+		if (strcmp(key, "type") == 0)
+		{
+			if (v.type != jbvString)
+				batch_error(i, "\"type\" must be a string", NULL);
+			es_check_name("event_type", v.val.string.len);
+			ev->type = cstring_to_text_with_len(v.val.string.val, v.val.string.len);
+			have_type = true;
+		}
+		else if (strcmp(key, "data") == 0)
+		{
+			if (!is_object_value(&v))
+				batch_error(i, "\"data\" must be a JSON object", NULL);
+			ev->data = JsonbValueToJsonb(&v);
+			have_data = true;
+		}
+		else if (strcmp(key, "metadata") == 0)
+		{
+			if (v.type == jbvNull)
+				continue;
+			if (!is_object_value(&v))
+				batch_error(i, "\"metadata\" must be a JSON object", NULL);
+			ev->metadata = JsonbValueToJsonb(&v);
+		}
+		else if (strcmp(key, "id") == 0)
+		{
+			if (v.type == jbvNull)
+				continue;
+			if (v.type != jbvString ||
+				!parse_uuid(v.val.string.val, v.val.string.len, &ev->id))
+				batch_error(i, "\"id\" must be a UUID string", NULL);
+			ev->id_given = true;
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("malformed event batch: unknown key \"%s\"", key),
+					 errdetail("The problem is in event %d of the batch.", i + 1),
+					 errhint("The keys of an event are \"type\", \"data\", \"metadata\" and \"id\".")));
+	}
+
+	if (!have_type)
+		batch_error(i, "\"type\" is missing", NULL);
+	if (!have_data)
+		batch_error(i, "\"data\" is missing",
+					"Give \"data\": {} for an event without data.");
+	if (ev->metadata == NULL)
+		ev->metadata = empty_object();
+}
+
+/*
+ * uuid_cmp_qsort
+ *		qsort comparator for pg_uuid_t.
+ */
+static int
+uuid_cmp_qsort(const void *a, const void *b)
+{
+	return memcmp(a, b, UUID_LEN);
+}
+
+/*
+ * check_duplicate_ids
+ *		The same id twice in one batch is a malformed batch.
+ */
+static void
+check_duplicate_ids(EsEventInput *ev, int n)
+{
+	pg_uuid_t  *ids = palloc(sizeof(pg_uuid_t) * n);
+	int			m = 0;
+
+	for (int i = 0; i < n; i++)
+		if (ev[i].id_given)
+			ids[m++] = ev[i].id;
+	if (m < 2)
+		return;
+	qsort(ids, m, sizeof(pg_uuid_t), uuid_cmp_qsort);
+	for (int i = 1; i < m; i++)
+		if (memcmp(&ids[i - 1], &ids[i], UUID_LEN) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("malformed event batch: event id %s appears more than once",
+							DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ids[i])))),
+					 errhint("Every event of a batch needs its own id.")));
+}
+
+PG_FUNCTION_INFO_V1(es_append_batch);
+
+/*
+ * es_append(stream_id text, expected_version bigint, events jsonb)
+ *		RETURNS bigint
+ *
+ * Appends a JSON array of events atomically, at consecutive versions.
+ */
+Datum
+es_append_batch(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id;
+	Jsonb	   *events;
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	JsonbValue	v;
+	EsEventInput *ev;
+	int			n;
+	int			i = 0;
+
+	es_check_not_null(fcinfo, 0, "stream_id");
+	es_check_not_null(fcinfo, 2, "events");
+
+	stream_id = PG_GETARG_TEXT_PP(0);
+	es_check_stream_id(stream_id);
+	if (!PG_ARGISNULL(1))
+		check_expected_range(PG_GETARG_INT64(1));
+
+	events = PG_GETARG_JSONB_P(2);
+	if (!JB_ROOT_IS_ARRAY(events) || JB_ROOT_IS_SCALAR(events))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("events must be a JSON array"),
+				 errdetail("The value given is a JSON %s.", es_jsonb_kind(events)),
+				 errhint("Pass [{\"type\": ..., \"data\": {...}}, ...], or use the single-event form of es_append.")));
+	n = JB_ROOT_COUNT(events);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("events must not be an empty array"),
+				 errhint("An append stores at least one event.")));
+
+	ev = palloc(sizeof(EsEventInput) * n);
+	it = JsonbIteratorInit(&events->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM)
+			continue;
+		parse_event(&v, i, &ev[i]);
+		i++;
+	}
+	Assert(i == n);
+	check_duplicate_ids(ev, n);
+
+	PG_RETURN_INT64(append_events(stream_id, PG_ARGISNULL(1),
+								  PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
+								  ev, n));
+}

@@ -1,0 +1,141 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *	  Where the extension's objects are.
+ *
+ * The extension may be created in any schema, and the C code never relies on
+ * search_path: it finds the schema through pg_extension and the relations by
+ * name inside it.  The OIDs are cached for the life of the backend and
+ * forgotten whenever a relcache invalidation names one of them (DROP
+ * EXTENSION, or a full reset), so a dropped and recreated extension is found
+ * again.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "event_sourcing.h"
+
+static EsCatalog cache;
+static bool cache_valid = false;
+
+/*
+ * es_catalog_relcache_callback
+ *		Forget the cached OIDs when one of our relations is invalidated.
+ */
+static void
+es_catalog_relcache_callback(Datum arg, Oid relid)
+{
+	if (!cache_valid)
+		return;
+	if (relid == InvalidOid ||
+		relid == cache.events ||
+		relid == cache.position_index ||
+		relid == cache.stream_index ||
+		relid == cache.event_id_index ||
+		relid == cache.category_index ||
+		relid == cache.position_seq)
+		cache_valid = false;
+}
+
+/*
+ * es_catalog_init
+ *		Register the invalidation callback; called once from _PG_init.
+ */
+void
+es_catalog_init(void)
+{
+	CacheRegisterRelcacheCallback(es_catalog_relcache_callback, (Datum) 0);
+}
+
+/*
+ * extension_schema
+ *		The schema of the event_sourcing extension in this database.
+ */
+static Oid
+extension_schema(void)
+{
+	Oid			extoid;
+	Oid			result = InvalidOid;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	extoid = get_extension_oid("event_sourcing", true);
+	if (!OidIsValid(extoid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"event_sourcing\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION event_sourcing.")));
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		result = ((Form_pg_extension) GETSTRUCT(tup))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (!OidIsValid(result))
+		elog(ERROR, "could not find the schema of extension \"event_sourcing\"");
+	return result;
+}
+
+/*
+ * lookup_relation
+ *		OID of a relation of the extension, by name in its schema.
+ */
+static Oid
+lookup_relation(const char *name, Oid namespace)
+{
+	Oid			relid = get_relname_relid(name, namespace);
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("relation \"%s.%s\" of extension \"event_sourcing\" does not exist",
+						get_namespace_name(namespace), name),
+				 errhint("The extension's objects must not be dropped or renamed; recreate the extension.")));
+	return relid;
+}
+
+/*
+ * es_catalog
+ *		The OIDs of the extension's objects, looked up on first use.
+ *
+ * The returned struct stays valid until the next catalog access that may
+ * process invalidations; callers copy what they need or use it at once.
+ */
+const EsCatalog *
+es_catalog(void)
+{
+	if (!cache_valid)
+	{
+		EsCatalog	c;
+
+		c.namespace = extension_schema();
+		c.events = lookup_relation("es_events", c.namespace);
+		c.position_index = lookup_relation("es_events_pkey", c.namespace);
+		c.stream_index = lookup_relation("es_events_stream_version_key", c.namespace);
+		c.event_id_index = lookup_relation("es_events_event_id_key", c.namespace);
+		c.category_index = lookup_relation("es_events_category_idx", c.namespace);
+		c.position_seq = lookup_relation("es_events_global_position_seq", c.namespace);
+		cache = c;
+		cache_valid = true;
+	}
+	return &cache;
+}

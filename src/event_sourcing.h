@@ -1,0 +1,66 @@
+/*-------------------------------------------------------------------------
+ *
+ * event_sourcing.h
+ *	  Declarations shared by the event_sourcing extension's C files.
+ *
+ * Each .c file holds one concern (see ../shared/ARCHITECTURE.md); this
+ * header lists what one file offers the others.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EVENT_SOURCING_H
+#define EVENT_SOURCING_H
+
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
+
+/* Limits from the contract. */
+#define ES_MAX_NAME_BYTES	255
+
+/* Column numbers of es_events (1-based, as in the install script). */
+#define Anum_es_events_global_position	1
+#define Anum_es_events_stream_id		2
+#define Anum_es_events_stream_version	3
+#define Anum_es_events_event_id			4
+#define Anum_es_events_event_type		5
+#define Anum_es_events_data				6
+#define Anum_es_events_metadata			7
+#define Anum_es_events_recorded_at		8
+#define Anum_es_events_schema_version	9
+#define Natts_es_events					9
+
+/*
+ * catalog.c: OIDs of the extension's objects, looked up by name in the
+ * extension's schema once and forgotten on relcache invalidation.
+ */
+typedef struct EsCatalog
+{
+	Oid			namespace;		/* schema the extension lives in */
+	Oid			events;			/* es_events */
+	Oid			position_index; /* es_events_pkey (global_position) */
+	Oid			stream_index;	/* (stream_id, stream_version) */
+	Oid			event_id_index; /* (event_id) */
+	Oid			category_index; /* (split_part(stream_id, '-', 1), global_position) */
+	Oid			position_seq;	/* es_events_global_position_seq */
+} EsCatalog;
+
+extern const EsCatalog *es_catalog(void);
+extern void es_catalog_init(void);
+
+/* validate.c: argument checks shared by the SQL-callable functions */
+extern void es_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
+extern void es_check_name(const char *what, int len);
+extern void es_check_stream_id(text *stream_id);
+extern void es_check_object(Jsonb *jb, const char *what);
+extern const char *es_jsonb_kind(Jsonb *jb);
+
+/* uuidv7.c: time-ordered event ids */
+extern void es_uuidv7(pg_uuid_t *uuid);
+
+/* position.c: the high-water mark of the global log */
+extern int64 es_high_water_mark(const EsCatalog *cat, int64 known_position);
+
+#endif							/* EVENT_SOURCING_H */

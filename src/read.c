@@ -1,0 +1,373 @@
+/*-------------------------------------------------------------------------
+ *
+ * read.c
+ *	  es_load, es_stream_version, es_read_all, es_read_category.
+ *
+ * Stream reads (es_load, es_stream_version) see the stream as the caller's
+ * snapshot does: a stream's events commit in version order, since appenders
+ * to one stream are serialised, so any snapshot sees a prefix of a stream.
+ *
+ * Log reads (es_read_all, es_read_category) return only positions at or
+ * below the high-water mark of position.c, read with a snapshot taken after
+ * the mark is known, so a reader that pages with the last position it saw
+ * never skips an event that commits late.  Under REPEATABLE READ and
+ * SERIALIZABLE the transaction's snapshot is fixed and may miss events below
+ * the mark that committed after it was taken; there the result is cut at the
+ * first event that the transaction snapshot cannot see, so the reader gets
+ * a gap-free prefix that is consistent with its snapshot.  SERIALIZABLE
+ * readers also take a predicate lock on the store, so appends concurrent
+ * with a read-write serializable transaction that read the log are
+ * serialisation conflicts, as for any other read of a table.
+ *
+ * All four scan one B-tree index of es_events directly and return rows of
+ * the es_events row type through a tuplestore (materialize mode).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "executor/tuptable.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/predicate.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "event_sourcing.h"
+
+/*
+ * emit
+ *		Add the row in slot to the function's result.
+ *
+ * Deforming through the slot (rather than copying the stored tuple) fills in
+ * columns added after the row was written, so results always match the
+ * current row type.
+ */
+static inline void
+emit(ReturnSetInfo *rsinfo, TupleTableSlot *slot)
+{
+	slot_getallattrs(slot);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+						 slot->tts_values, slot->tts_isnull);
+}
+
+/*
+ * check_max_count
+ *		max_count is a LIMIT: 0 returns nothing, negative is an error.
+ */
+static void
+check_max_count(int32 max_count)
+{
+	if (max_count < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must not be negative"),
+				 errdetail("max_count was %d.", max_count)));
+}
+
+/*
+ * check_after_position
+ *		after_position is 0 (the start) or a position seen before.
+ */
+static void
+check_after_position(int64 after)
+{
+	if (after < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("after_position must not be negative"),
+				 errdetail("after_position was " INT64_FORMAT ".", after),
+				 errhint("Pass 0 to read from the start of the log.")));
+}
+
+PG_FUNCTION_INFO_V1(es_load);
+
+/*
+ * es_load(stream_id text, from_version bigint DEFAULT 1,
+ *		   to_version bigint DEFAULT NULL) RETURNS SETOF es_events
+ *
+ * The stream's events in version order, bounds inclusive.
+ */
+Datum
+es_load(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const EsCatalog *cat;
+	text	   *stream_id;
+	int64		from;
+	Relation	rel;
+	Relation	index;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData keys[3];
+	int			nkeys = 2;
+
+	es_check_not_null(fcinfo, 0, "stream_id");
+	es_check_not_null(fcinfo, 1, "from_version");
+	stream_id = PG_GETARG_TEXT_PP(0);
+	es_check_stream_id(stream_id);
+	from = PG_GETARG_INT64(1);
+	if (from < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_version must be at least 1"),
+				 errdetail("from_version was " INT64_FORMAT ".", from),
+				 errhint("Versions count from 1.")));
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ,
+				PointerGetDatum(stream_id));
+	ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
+				Int64GetDatum(from));
+	if (!PG_ARGISNULL(2))
+	{
+		int64		to = PG_GETARG_INT64(2);
+
+		if (to < from)
+			return (Datum) 0;
+		ScanKeyInit(&keys[nkeys++], 2, BTLessEqualStrategyNumber, F_INT8LE,
+					Int64GetDatum(to));
+	}
+
+	cat = es_catalog();
+	rel = table_open(cat->events, AccessShareLock);
+	index = index_open(cat->stream_index, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+
+	scan = index_beginscan(rel, index, GetActiveSnapshot(), nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		emit(rsinfo, slot);
+	index_endscan(scan);
+
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return (Datum) 0;
+}
+
+/*
+ * recorded_at_of
+ *		recorded_at of one version of the stream, by a rescan of 'scan'.
+ */
+static bool
+recorded_at_of(IndexScanDesc scan, ScanKey keys, TupleTableSlot *slot,
+			   int64 version, TimestampTz *ts)
+{
+	bool		found;
+	bool		isnull;
+
+	keys[1].sk_argument = Int64GetDatum(version);
+	index_rescan(scan, keys, 2, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+		*ts = DatumGetTimestampTz(slot_getattr(slot, Anum_es_events_recorded_at, &isnull));
+	ExecClearTuple(slot);
+	return found;
+}
+
+PG_FUNCTION_INFO_V1(es_stream_version);
+
+/*
+ * es_stream_version(stream_id text, as_of timestamptz DEFAULT NULL)
+ *		RETURNS bigint
+ *
+ * The stream's current version, or with as_of the highest version recorded
+ * at or before that time; 0 when there is none.  recorded_at never decreases
+ * within a stream, so as_of is a binary search over versions: O(log n) index
+ * probes and no index on recorded_at.
+ */
+Datum
+es_stream_version(PG_FUNCTION_ARGS)
+{
+	const EsCatalog *cat;
+	text	   *stream_id;
+	Relation	rel;
+	Relation	index;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData keys[2];
+	int64		current = 0;
+	bool		isnull;
+
+	es_check_not_null(fcinfo, 0, "stream_id");
+	stream_id = PG_GETARG_TEXT_PP(0);
+	es_check_stream_id(stream_id);
+
+	cat = es_catalog();
+	rel = table_open(cat->events, AccessShareLock);
+	index = index_open(cat->stream_index, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ,
+				PointerGetDatum(stream_id));
+	scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, keys, 1, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+		current = DatumGetInt64(slot_getattr(slot, Anum_es_events_stream_version, &isnull));
+	ExecClearTuple(slot);
+	index_endscan(scan);
+
+	if (!PG_ARGISNULL(1) && current > 0)
+	{
+		TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(1);
+		int64		lo = 0;
+		int64		hi = current;
+
+		/* invariant: versions <= lo are at or before as_of; > hi after it */
+		ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(0));
+		scan = index_beginscan(rel, index, GetActiveSnapshot(), 2, 0);
+		while (lo < hi)
+		{
+			int64		mid = lo + (hi - lo + 1) / 2;
+			TimestampTz ts;
+
+			if (recorded_at_of(scan, keys, slot, mid, &ts) && ts <= as_of)
+				lo = mid;
+			else
+				hi = mid - 1;
+		}
+		index_endscan(scan);
+		current = lo;
+	}
+
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	PG_RETURN_INT64(current);
+}
+
+/*
+ * read_log
+ *		Events after 'after' in global order, up to max_count and never
+ *		past the high-water mark; of one category when category is not NULL.
+ */
+static void
+read_log(FunctionCallInfo fcinfo, text *category, int64 after, int32 max_count)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	const EsCatalog *cat = es_catalog();
+	Oid			events = cat->events;
+	Oid			indexoid = category ? cat->category_index : cat->position_index;
+	int64		high;
+	Relation	rel;
+	Relation	index;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData keys[2];
+	int			nkeys = 0;
+	AttrNumber	posattr = category ? 2 : 1;
+	Snapshot	latest;
+	Snapshot	xact = NULL;
+	int32		count = 0;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (max_count == 0)
+		return;
+
+	high = es_high_water_mark(cat, after);
+	if (high <= after)
+		return;
+
+	rel = table_open(events, AccessShareLock);
+	index = index_open(indexoid, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+
+	/* taken after the mark: every position <= high has ended by now */
+	latest = RegisterSnapshot(GetLatestSnapshot());
+	if (IsolationUsesXactSnapshot())
+	{
+		xact = GetTransactionSnapshot();
+		PredicateLockRelation(rel, xact);
+	}
+
+	if (category)
+		ScanKeyInit(&keys[nkeys++], 1, BTEqualStrategyNumber, F_TEXTEQ,
+					PointerGetDatum(category));
+	ScanKeyInit(&keys[nkeys++], posattr, BTGreaterStrategyNumber, F_INT8GT,
+				Int64GetDatum(after));
+
+	scan = index_beginscan(rel, index, latest, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	while (count < max_count &&
+		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		int64		pos;
+
+		pos = DatumGetInt64(slot_getattr(slot, Anum_es_events_global_position, &isnull));
+		if (pos > high)
+			break;
+		/* the transaction snapshot cannot see this one: stop before it */
+		if (xact && !table_tuple_satisfies_snapshot(rel, slot, xact))
+			break;
+		emit(rsinfo, slot);
+		count++;
+	}
+	index_endscan(scan);
+
+	UnregisterSnapshot(latest);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+}
+
+PG_FUNCTION_INFO_V1(es_read_all);
+
+/*
+ * es_read_all(after_position bigint DEFAULT 0, max_count int DEFAULT 1000)
+ *		RETURNS SETOF es_events
+ */
+Datum
+es_read_all(PG_FUNCTION_ARGS)
+{
+	es_check_not_null(fcinfo, 0, "after_position");
+	es_check_not_null(fcinfo, 1, "max_count");
+	check_after_position(PG_GETARG_INT64(0));
+	check_max_count(PG_GETARG_INT32(1));
+
+	read_log(fcinfo, NULL, PG_GETARG_INT64(0), PG_GETARG_INT32(1));
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(es_read_category);
+
+/*
+ * es_read_category(category text, after_position bigint DEFAULT 0,
+ *					max_count int DEFAULT 1000) RETURNS SETOF es_events
+ *
+ * A category is the part of stream_id before the first '-'.
+ */
+Datum
+es_read_category(PG_FUNCTION_ARGS)
+{
+	text	   *category;
+	const char *dash;
+
+	es_check_not_null(fcinfo, 0, "category");
+	es_check_not_null(fcinfo, 1, "after_position");
+	es_check_not_null(fcinfo, 2, "max_count");
+	category = PG_GETARG_TEXT_PP(0);
+	dash = memchr(VARDATA_ANY(category), '-', VARSIZE_ANY_EXHDR(category));
+	if (dash != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a category cannot contain \"-\""),
+				 errdetail("The category of a stream is the part of its stream_id before the first \"-\"."),
+				 errhint("Pass \"%s\" to read the category of stream \"%s\".",
+						 pnstrdup(VARDATA_ANY(category), dash - VARDATA_ANY(category)),
+						 text_to_cstring(category))));
+	check_after_position(PG_GETARG_INT64(1));
+	check_max_count(PG_GETARG_INT32(2));
+
+	read_log(fcinfo, category, PG_GETARG_INT64(1), PG_GETARG_INT32(2));
+	return (Datum) 0;
+}

@@ -1,0 +1,67 @@
+/*-------------------------------------------------------------------------
+ *
+ * uuidv7.c
+ *	  Time-ordered event ids (UUID version 7, RFC 9562).
+ *
+ * A generated event id begins with the Unix time in milliseconds, followed
+ * by a 12-bit fraction of the millisecond (RFC 9562, section 6.2, method 3),
+ * so ids generated later sort later and the unique index on event_id grows
+ * at its right edge like the position index.  Within one backend the ids are
+ * strictly increasing even when the clock stands still or steps back.  The
+ * remaining 62 bits are random.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "utils/timestamp.h"
+
+#include "event_sourcing.h"
+
+/* (milliseconds << 12 | sub-millisecond fraction) of the last id made here */
+static uint64 last_time_field = 0;
+
+/*
+ * es_uuidv7
+ *		Fill *uuid with a new version 7 UUID.
+ */
+void
+es_uuidv7(pg_uuid_t *uuid)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int64		unix_us;
+	uint64		ms;
+	uint64		frac;
+	uint64		field;
+	unsigned char *b = uuid->data;
+
+	unix_us = now + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * USECS_PER_SEC;
+	if (unix_us < 0)
+		unix_us = 0;
+	ms = (uint64) unix_us / 1000;
+	frac = (((uint64) unix_us % 1000) << 12) / 1000;	/* 0 .. 4095 */
+	field = (ms << 12) | frac;
+
+	/* keep ids from one backend strictly increasing */
+	if (field <= last_time_field)
+		field = last_time_field + 1;
+	last_time_field = field;
+
+	if (!pg_strong_random(b + 8, 8))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values for an event id")));
+
+	ms = field >> 12;
+	frac = field & 0x0FFF;
+	b[0] = (unsigned char) (ms >> 40);
+	b[1] = (unsigned char) (ms >> 32);
+	b[2] = (unsigned char) (ms >> 24);
+	b[3] = (unsigned char) (ms >> 16);
+	b[4] = (unsigned char) (ms >> 8);
+	b[5] = (unsigned char) ms;
+	b[6] = (unsigned char) (0x70 | (frac >> 8));	/* version 7 */
+	b[7] = (unsigned char) (frac & 0xFF);
+	b[8] = (unsigned char) (0x80 | (b[8] & 0x3F));	/* RFC 9562 variant */
+}

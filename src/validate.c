@@ -1,0 +1,102 @@
+/*-------------------------------------------------------------------------
+ *
+ * validate.c
+ *	  Argument checks shared by the SQL-callable functions.
+ *
+ * The SQL functions are not STRICT: a NULL where the contract gives NULL no
+ * meaning must raise 22004 rather than silently return NULL.  Every check
+ * here raises an error with the contract's SQLSTATE and a DETAIL or HINT
+ * that says what to change.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "event_sourcing.h"
+
+/*
+ * es_check_not_null
+ *		Raise 22004 when argument argno (0-based) is NULL.
+ */
+void
+es_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname)));
+}
+
+/*
+ * es_check_name
+ *		A stream id or event type: non-empty, at most ES_MAX_NAME_BYTES bytes.
+ */
+void
+es_check_name(const char *what, int len)
+{
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not be empty", what)));
+	if (len > ES_MAX_NAME_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s is too long", what),
+				 errdetail("The %s is %d bytes long; the limit is %d bytes.",
+						   what, len, ES_MAX_NAME_BYTES)));
+}
+
+/*
+ * es_check_stream_id
+ *		es_check_name for a stream id given as text.
+ */
+void
+es_check_stream_id(text *stream_id)
+{
+	es_check_name("stream_id", VARSIZE_ANY_EXHDR(stream_id));
+}
+
+/*
+ * es_jsonb_kind
+ *		"object", "array", "string", ... for error details.
+ */
+const char *
+es_jsonb_kind(Jsonb *jb)
+{
+	JsonbValue	v;
+
+	if (JB_ROOT_IS_OBJECT(jb))
+		return "object";
+	if (JB_ROOT_IS_ARRAY(jb) && !JB_ROOT_IS_SCALAR(jb))
+		return "array";
+	if (!JsonbExtractScalar(&jb->root, &v))
+		return "unknown";
+	switch (v.type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "string";
+		case jbvNumeric:
+			return "number";
+		case jbvBool:
+			return "boolean";
+		default:
+			return "unknown";
+	}
+}
+
+/*
+ * es_check_object
+ *		data and metadata must be JSON objects.
+ */
+void
+es_check_object(Jsonb *jb, const char *what)
+{
+	if (!JB_ROOT_IS_OBJECT(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON object", what),
+				 errdetail("The value given is a JSON %s.", es_jsonb_kind(jb)),
+				 errhint("Wrap the value in an object, for example {\"value\": ...}.")));
+}
