@@ -1,0 +1,67 @@
+--
+-- security: the extension in a non-public schema, called under a hostile
+-- search_path, and the privileges it grants (none to PUBLIC).
+--
+DROP EXTENSION event_sourcing;
+CREATE SCHEMA es;
+CREATE EXTENSION event_sourcing SCHEMA es;
+
+-- A schema full of traps: objects named like the ones the extension uses.
+CREATE SCHEMA evil;
+CREATE TABLE evil.es_events (LIKE es.es_events);
+CREATE SEQUENCE evil.es_events_global_position_seq START 1000000;
+CREATE FUNCTION evil.split_part(text, text, integer) RETURNS text
+    LANGUAGE sql AS $$ SELECT 'hijacked' $$;
+CREATE FUNCTION evil.text_eq_trap(text, text) RETURNS boolean
+    LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'operator trap called'; END $$;
+CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, PROCEDURE = evil.text_eq_trap);
+CREATE FUNCTION evil.jsonb_typeof(jsonb) RETURNS text
+    LANGUAGE sql AS $$ SELECT 'object' $$;
+CREATE FUNCTION evil.nextval(regclass) RETURNS bigint
+    LANGUAGE sql AS $$ SELECT 42::bigint $$;
+
+SET search_path = evil, es, pg_catalog;
+
+SELECT es.es_append('acct-1', 0, 'Opened', '{"owner": "eve"}');
+SELECT es.es_append('acct-1', 1, '[{"type": "Deposited", "data": {"amount": 1}}, {"type": "Deposited", "data": {"amount": 2}}]');
+SELECT regress.err($$SELECT es.es_append('acct-1', 1, 'Deposited', '{}')$$);
+SELECT global_position, stream_id, stream_version, event_type FROM es.es_load('acct-1');
+SELECT es.es_stream_version('acct-1');
+SELECT global_position, stream_id FROM es.es_read_all();
+SELECT global_position, stream_id FROM es.es_read_category('acct');
+SELECT es.es_safe_position();
+SELECT count(*) AS trap_rows FROM evil.es_events;
+SELECT last_value AS trap_seq FROM evil.es_events_global_position_seq;
+SELECT regress.err($$DELETE FROM es.es_events$$);
+
+RESET search_path;
+
+-- Nothing is granted to PUBLIC: a role needs EXECUTE on the functions.
+CREATE ROLE regress_es_app;
+GRANT USAGE ON SCHEMA es, regress TO regress_es_app;
+SET ROLE regress_es_app;
+SELECT regress.err($$SELECT es.es_append('acct-2', 0, 'Opened', '{}')$$);
+SELECT regress.err($$SELECT * FROM es.es_load('acct-1')$$);
+SELECT regress.err($$SELECT * FROM es.es_read_all()$$);
+SELECT regress.err($$SELECT * FROM es.es_events$$);
+RESET ROLE;
+
+GRANT EXECUTE ON FUNCTION es.es_append(text, bigint, text, jsonb, jsonb, uuid),
+                          es.es_load(text, bigint, bigint),
+                          es.es_read_all(bigint, integer) TO regress_es_app;
+SET ROLE regress_es_app;
+SELECT es.es_append('acct-2', 0, 'Opened', '{}');
+SELECT stream_id, stream_version FROM es.es_load('acct-2');
+SELECT count(*) FROM es.es_read_all();
+-- the table itself stays closed: writes only through es_append
+SELECT regress.err($$INSERT INTO es.es_events VALUES (999, 'x', 1, gen_random_uuid(), 'T', '{}', '{}', now(), 1)$$);
+SELECT regress.err($$UPDATE es.es_events SET data = '{}'$$);
+SELECT regress.err($$SELECT * FROM es.es_events$$);
+SELECT regress.err($$SELECT es.es_append('acct-2', NULL, '[{"type": "T", "data": {}}]'::jsonb)$$);
+RESET ROLE;
+
+DROP OWNED BY regress_es_app;
+DROP ROLE regress_es_app;
+DROP SCHEMA evil CASCADE;
+DROP EXTENSION event_sourcing;
+DROP SCHEMA es;
