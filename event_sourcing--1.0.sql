@@ -27,8 +27,7 @@ CREATE TABLE @extschema@.es_events (
     schema_version  integer NOT NULL DEFAULT 1,
     CONSTRAINT es_events_pkey PRIMARY KEY (global_position),
     CONSTRAINT es_events_stream_version_key UNIQUE (stream_id, stream_version),
-    CONSTRAINT es_events_event_id_key UNIQUE (event_id),
-    CONSTRAINT es_events_stream_version_check CHECK (stream_version OPERATOR(pg_catalog.>) 0)
+    CONSTRAINT es_events_event_id_key UNIQUE (event_id)
 );
 
 ALTER SEQUENCE @extschema@.es_events_global_position_seq

@@ -47,16 +47,24 @@
  * emit
  *		Add the row in slot to the function's result.
  *
- * Deforming through the slot (rather than copying the stored tuple) fills in
- * columns added after the row was written, so results always match the
- * current row type.
+ * A stored tuple that has every column of the current row type is copied as
+ * it is (a memcpy into the tuplestore).  One written before a column was
+ * added by an upgrade is deformed through the slot instead, which fills in
+ * the column's default, so results always match the current row type.
  */
 static inline void
 emit(ReturnSetInfo *rsinfo, TupleTableSlot *slot)
 {
-	slot_getallattrs(slot);
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
-						 slot->tts_values, slot->tts_isnull);
+	HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, NULL);
+
+	if (HeapTupleHeaderGetNatts(tuple->t_data) == rsinfo->setDesc->natts)
+		tuplestore_puttuple(rsinfo->setResult, tuple);
+	else
+	{
+		slot_getallattrs(slot);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc,
+							 slot->tts_values, slot->tts_isnull);
+	}
 }
 
 /*
