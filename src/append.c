@@ -704,19 +704,16 @@ check_duplicate_ids(EsEventInput *ev, int n)
 					 errhint("Every event of a batch needs its own id.")));
 }
 
-PG_FUNCTION_INFO_V1(es_append_batch);
-
 /*
- * es_append(stream_id text, expected_version bigint, events jsonb)
- *		RETURNS bigint
- *
- * Appends a JSON array of events atomically, at consecutive versions.
+ * es_append_batch_jsonb
+ *		Validate a JSON array of events and append it to a stream; returns
+ *		the stream's new version.  Shared by the batch form of es_append and
+ *		es_execute.
  */
-Datum
-es_append_batch(PG_FUNCTION_ARGS)
+int64
+es_append_batch_jsonb(text *stream_id, bool any_version, int64 expected,
+					  Jsonb *events)
 {
-	text	   *stream_id;
-	Jsonb	   *events;
 	JsonbIterator *it;
 	JsonbIteratorToken tok;
 	JsonbValue	v;
@@ -724,15 +721,6 @@ es_append_batch(PG_FUNCTION_ARGS)
 	int			n;
 	int			i = 0;
 
-	es_check_not_null(fcinfo, 0, "stream_id");
-	es_check_not_null(fcinfo, 2, "events");
-
-	stream_id = PG_GETARG_TEXT_PP(0);
-	es_check_stream_id(stream_id);
-	if (!PG_ARGISNULL(1))
-		check_expected_range(PG_GETARG_INT64(1));
-
-	events = PG_GETARG_JSONB_P(2);
 	if (!JB_ROOT_IS_ARRAY(events) || JB_ROOT_IS_SCALAR(events))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -758,7 +746,31 @@ es_append_batch(PG_FUNCTION_ARGS)
 	Assert(i == n);
 	check_duplicate_ids(ev, n);
 
-	PG_RETURN_INT64(append_events(stream_id, PG_ARGISNULL(1),
-								  PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
-								  ev, n));
+	return append_events(stream_id, any_version, expected, ev, n);
+}
+
+PG_FUNCTION_INFO_V1(es_append_batch);
+
+/*
+ * es_append(stream_id text, expected_version bigint, events jsonb)
+ *		RETURNS bigint
+ *
+ * Appends a JSON array of events atomically, at consecutive versions.
+ */
+Datum
+es_append_batch(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id;
+
+	es_check_not_null(fcinfo, 0, "stream_id");
+	es_check_not_null(fcinfo, 2, "events");
+
+	stream_id = PG_GETARG_TEXT_PP(0);
+	es_check_stream_id(stream_id);
+	if (!PG_ARGISNULL(1))
+		check_expected_range(PG_GETARG_INT64(1));
+
+	PG_RETURN_INT64(es_append_batch_jsonb(stream_id, PG_ARGISNULL(1),
+										  PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
+										  PG_GETARG_JSONB_P(2)));
 }

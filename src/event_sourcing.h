@@ -13,8 +13,12 @@
 
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
+#include "utils/snapshot.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 /* Limits from the contract. */
@@ -60,7 +64,27 @@ extern const char *es_jsonb_kind(Jsonb *jb);
 /* uuidv7.c: time-ordered event ids */
 extern void es_uuidv7(pg_uuid_t *uuid);
 
+/* append.c: appending a JSON array of events (es_execute uses it) */
+extern int64 es_append_batch_jsonb(text *stream_id, bool any_version,
+								   int64 expected, Jsonb *events);
+
 /* position.c: the high-water mark of the global log */
 extern int64 es_high_water_mark(const EsCatalog *cat, int64 known_position);
+
+/* read.c: reading one stream, for the fold */
+typedef struct EsStreamScan
+{
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData keys[3];
+} EsStreamScan;
+
+extern EsStreamScan *es_stream_scan_begin(text *stream_id, int64 from, int64 to,
+										  Snapshot snapshot);
+extern TupleTableSlot *es_stream_scan_next(EsStreamScan *s);
+extern void es_stream_scan_end(EsStreamScan *s);
+extern int64 es_stream_head(text *stream_id, const TimestampTz *as_of);
 
 #endif							/* EVENT_SOURCING_H */

@@ -96,6 +96,61 @@ check_after_position(int64 after)
 				 errhint("Pass 0 to read from the start of the log.")));
 }
 
+/*
+ * es_stream_scan_begin
+ *		Start reading one stream's events from version 'from' to 'to'
+ *		(inclusive; to < 0: to the end) in version order, with 'snapshot'.
+ */
+EsStreamScan *
+es_stream_scan_begin(text *stream_id, int64 from, int64 to, Snapshot snapshot)
+{
+	const EsCatalog *cat = es_catalog();
+	EsStreamScan *s = palloc0(sizeof(EsStreamScan));
+	int			nkeys = 2;
+
+	s->rel = table_open(cat->events, AccessShareLock);
+	s->index = index_open(cat->stream_index, AccessShareLock);
+	s->slot = table_slot_create(s->rel, NULL);
+
+	ScanKeyInit(&s->keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ,
+				PointerGetDatum(stream_id));
+	ScanKeyInit(&s->keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
+				Int64GetDatum(from));
+	if (to >= 0)
+		ScanKeyInit(&s->keys[nkeys++], 2, BTLessEqualStrategyNumber, F_INT8LE,
+					Int64GetDatum(to));
+
+	s->scan = index_beginscan(s->rel, s->index, snapshot, nkeys, 0);
+	index_rescan(s->scan, s->keys, nkeys, NULL, 0);
+	return s;
+}
+
+/*
+ * es_stream_scan_next
+ *		The next event as a slot of es_events, or NULL at the end.
+ */
+TupleTableSlot *
+es_stream_scan_next(EsStreamScan *s)
+{
+	if (index_getnext_slot(s->scan, ForwardScanDirection, s->slot))
+		return s->slot;
+	return NULL;
+}
+
+/*
+ * es_stream_scan_end
+ *		Release what es_stream_scan_begin acquired (locks stay until commit).
+ */
+void
+es_stream_scan_end(EsStreamScan *s)
+{
+	index_endscan(s->scan);
+	ExecDropSingleTupleTableSlot(s->slot);
+	index_close(s->index, AccessShareLock);
+	table_close(s->rel, AccessShareLock);
+	pfree(s);
+}
+
 PG_FUNCTION_INFO_V1(es_load);
 
 /*
@@ -108,15 +163,11 @@ Datum
 es_load(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	const EsCatalog *cat;
 	text	   *stream_id;
 	int64		from;
-	Relation	rel;
-	Relation	index;
+	int64		to = -1;
+	EsStreamScan *scan;
 	TupleTableSlot *slot;
-	IndexScanDesc scan;
-	ScanKeyData keys[3];
-	int			nkeys = 2;
 
 	es_check_not_null(fcinfo, 0, "stream_id");
 	es_check_not_null(fcinfo, 1, "from_version");
@@ -132,34 +183,17 @@ es_load(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_TEXTEQ,
-				PointerGetDatum(stream_id));
-	ScanKeyInit(&keys[1], 2, BTGreaterEqualStrategyNumber, F_INT8GE,
-				Int64GetDatum(from));
 	if (!PG_ARGISNULL(2))
 	{
-		int64		to = PG_GETARG_INT64(2);
-
+		to = PG_GETARG_INT64(2);
 		if (to < from)
 			return (Datum) 0;
-		ScanKeyInit(&keys[nkeys++], 2, BTLessEqualStrategyNumber, F_INT8LE,
-					Int64GetDatum(to));
 	}
 
-	cat = es_catalog();
-	rel = table_open(cat->events, AccessShareLock);
-	index = index_open(cat->stream_index, AccessShareLock);
-	slot = table_slot_create(rel, NULL);
-
-	scan = index_beginscan(rel, index, GetActiveSnapshot(), nkeys, 0);
-	index_rescan(scan, keys, nkeys, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	scan = es_stream_scan_begin(stream_id, from, to, GetActiveSnapshot());
+	while ((slot = es_stream_scan_next(scan)) != NULL)
 		emit(rsinfo, slot);
-	index_endscan(scan);
-
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(rel, AccessShareLock);
+	es_stream_scan_end(scan);
 	return (Datum) 0;
 }
 
@@ -183,22 +217,19 @@ recorded_at_of(IndexScanDesc scan, ScanKey keys, TupleTableSlot *slot,
 	return found;
 }
 
-PG_FUNCTION_INFO_V1(es_stream_version);
-
 /*
- * es_stream_version(stream_id text, as_of timestamptz DEFAULT NULL)
- *		RETURNS bigint
+ * es_stream_head
+ *		The stream's current version in the caller's snapshot, or with
+ *		as_of (not NULL) the highest version recorded at or before *as_of;
+ *		0 when there is none.
  *
- * The stream's current version, or with as_of the highest version recorded
- * at or before that time; 0 when there is none.  recorded_at never decreases
- * within a stream, so as_of is a binary search over versions: O(log n) index
- * probes and no index on recorded_at.
+ * recorded_at never decreases within a stream, so as_of is a binary search
+ * over versions: O(log n) index probes and no index on recorded_at.
  */
-Datum
-es_stream_version(PG_FUNCTION_ARGS)
+int64
+es_stream_head(text *stream_id, const TimestampTz *as_of)
 {
-	const EsCatalog *cat;
-	text	   *stream_id;
+	const EsCatalog *cat = es_catalog();
 	Relation	rel;
 	Relation	index;
 	TupleTableSlot *slot;
@@ -207,11 +238,6 @@ es_stream_version(PG_FUNCTION_ARGS)
 	int64		current = 0;
 	bool		isnull;
 
-	es_check_not_null(fcinfo, 0, "stream_id");
-	stream_id = PG_GETARG_TEXT_PP(0);
-	es_check_stream_id(stream_id);
-
-	cat = es_catalog();
 	rel = table_open(cat->events, AccessShareLock);
 	index = index_open(cat->stream_index, AccessShareLock);
 	slot = table_slot_create(rel, NULL);
@@ -225,9 +251,8 @@ es_stream_version(PG_FUNCTION_ARGS)
 	ExecClearTuple(slot);
 	index_endscan(scan);
 
-	if (!PG_ARGISNULL(1) && current > 0)
+	if (as_of != NULL && current > 0)
 	{
-		TimestampTz as_of = PG_GETARG_TIMESTAMPTZ(1);
 		int64		lo = 0;
 		int64		hi = current;
 
@@ -239,7 +264,7 @@ es_stream_version(PG_FUNCTION_ARGS)
 			int64		mid = lo + (hi - lo + 1) / 2;
 			TimestampTz ts;
 
-			if (recorded_at_of(scan, keys, slot, mid, &ts) && ts <= as_of)
+			if (recorded_at_of(scan, keys, slot, mid, &ts) && ts <= *as_of)
 				lo = mid;
 			else
 				hi = mid - 1;
@@ -251,7 +276,31 @@ es_stream_version(PG_FUNCTION_ARGS)
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);
 	table_close(rel, AccessShareLock);
-	PG_RETURN_INT64(current);
+	return current;
+}
+
+PG_FUNCTION_INFO_V1(es_stream_version);
+
+/*
+ * es_stream_version(stream_id text, as_of timestamptz DEFAULT NULL)
+ *		RETURNS bigint
+ *
+ * The stream's current version, or with as_of the highest version recorded
+ * at or before that time; 0 when there is none.
+ */
+Datum
+es_stream_version(PG_FUNCTION_ARGS)
+{
+	text	   *stream_id;
+	TimestampTz as_of;
+
+	es_check_not_null(fcinfo, 0, "stream_id");
+	stream_id = PG_GETARG_TEXT_PP(0);
+	es_check_stream_id(stream_id);
+	if (PG_ARGISNULL(1))
+		PG_RETURN_INT64(es_stream_head(stream_id, NULL));
+	as_of = PG_GETARG_TIMESTAMPTZ(1);
+	PG_RETURN_INT64(es_stream_head(stream_id, &as_of));
 }
 
 /*
