@@ -16,7 +16,10 @@ OBJS = \
 	src/append.o \
 	src/position.o \
 	src/read.o \
-	src/immutable.o
+	src/immutable.o \
+	src/callback.o \
+	src/snapshot.o \
+	src/aggregate.o
 
 DATA = $(wildcard event_sourcing--*.sql)
 

@@ -129,6 +129,111 @@ COMMENT ON FUNCTION @extschema@.es_safe_position() IS
     'The high-water mark of the global log: every event at or below it is committed or will never exist';
 
 --
+-- Aggregates and snapshots
+--
+CREATE SEQUENCE @extschema@.es_aggregate_definition_seq AS bigint;
+
+-- One aggregate per category: how to fold a stream's events into a state.
+CREATE TABLE @extschema@.es_aggregates (
+    category        text COLLATE "C" NOT NULL,
+    evolve          regprocedure NOT NULL,
+    initial_state   jsonb NOT NULL,
+    decide          regprocedure,
+    snapshot_every  integer NOT NULL,
+    definition_id   bigint NOT NULL,
+    defined_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT es_aggregates_pkey PRIMARY KEY (category)
+);
+
+COMMENT ON TABLE @extschema@.es_aggregates IS
+    'Aggregate definitions, one per category; written by es_define_aggregate.';
+
+-- Folded states.  fingerprint identifies the definition and evolve function
+-- that produced the state (0: saved for a category without aggregate).
+CREATE TABLE @extschema@.es_snapshots (
+    stream_id       text COLLATE "C" NOT NULL,
+    version         bigint NOT NULL,
+    fingerprint     bigint NOT NULL,
+    state           jsonb NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT es_snapshots_pkey PRIMARY KEY (stream_id, fingerprint, version)
+);
+
+COMMENT ON TABLE @extschema@.es_snapshots IS
+    'Snapshots of folded stream states; a cache that es_aggregate fills and reads.';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.es_aggregates', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.es_aggregate_definition_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.es_snapshots', '');
+
+CREATE FUNCTION @extschema@.es_snapshot_save(stream_id text, version bigint, state jsonb)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'es_snapshot_save'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.es_snapshot_save(text, bigint, jsonb) IS
+    'Store the state of a stream after a version it has';
+
+CREATE FUNCTION @extschema@.es_snapshot_load(stream_id text, max_version bigint DEFAULT NULL)
+    RETURNS TABLE(version bigint, state jsonb)
+    AS 'MODULE_PATHNAME', 'es_snapshot_load'
+    LANGUAGE C STABLE PARALLEL SAFE ROWS 1;
+
+COMMENT ON FUNCTION @extschema@.es_snapshot_load(text, bigint) IS
+    'The newest usable snapshot of a stream at or below max_version; no row if none';
+
+CREATE FUNCTION @extschema@.es_snapshot_prune(keep integer DEFAULT 1, stream_id text DEFAULT NULL)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'es_snapshot_prune'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.es_snapshot_prune(integer, text) IS
+    'Delete all but the newest keep snapshots of a stream (NULL: of every stream); returns how many';
+
+CREATE FUNCTION @extschema@.es_define_aggregate(category text, evolve regprocedure,
+                                                initial_state jsonb DEFAULT '{}'::jsonb,
+                                                decide regprocedure DEFAULT NULL,
+                                                snapshot_every integer DEFAULT 100)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'es_define_aggregate'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.es_define_aggregate(text, regprocedure, jsonb, regprocedure, integer) IS
+    'Define (or redefine) the aggregate of a category: evolve(state, event), initial state, decide(state, command), snapshot interval';
+
+CREATE FUNCTION @extschema@.es_aggregate(stream_id text, to_version bigint DEFAULT NULL)
+    RETURNS TABLE(version bigint, state jsonb)
+    AS 'MODULE_PATHNAME', 'es_aggregate'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+
+COMMENT ON FUNCTION @extschema@.es_aggregate(text, bigint) IS
+    'The state of a stream at a version (NULL: now), folded from the newest usable snapshot';
+
+CREATE FUNCTION @extschema@.es_aggregate_at(stream_id text, as_of timestamptz)
+    RETURNS TABLE(version bigint, state jsonb)
+    AS 'MODULE_PATHNAME', 'es_aggregate_at'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+
+COMMENT ON FUNCTION @extschema@.es_aggregate_at(text, timestamptz) IS
+    'The state of a stream as of a point in time';
+
+CREATE FUNCTION @extschema@.es_execute(stream_id text, command jsonb)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'es_execute'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.es_execute(text, jsonb) IS
+    'Fold the stream, call decide(state, command), append its events at the folded version; returns the new version';
+
+CREATE FUNCTION @extschema@.es_fold_count()
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'es_fold_count'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.es_fold_count() IS
+    'Events this session has passed to evolve functions (evidence of snapshot use)';
+
+--
 -- Privileges: the functions are the API.  Nothing is granted to PUBLIC; grant
 -- EXECUTE on the functions a role needs (see README, "Privileges").
 --
@@ -142,3 +247,14 @@ REVOKE ALL ON FUNCTION @extschema@.es_read_all(bigint, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_read_category(text, bigint, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_safe_position() FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._es_refuse_change() FROM PUBLIC;
+REVOKE ALL ON TABLE @extschema@.es_aggregates FROM PUBLIC;
+REVOKE ALL ON TABLE @extschema@.es_snapshots FROM PUBLIC;
+REVOKE ALL ON SEQUENCE @extschema@.es_aggregate_definition_seq FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_snapshot_save(text, bigint, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_snapshot_load(text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_snapshot_prune(integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_define_aggregate(text, regprocedure, jsonb, regprocedure, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_aggregate(text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_aggregate_at(text, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_execute(text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_fold_count() FROM PUBLIC;

@@ -24,11 +24,21 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "event_sourcing.h"
 
 static EsCatalog cache;
 static bool cache_valid = false;
+
+/*
+ * Bumped whenever something that caches derived state must start over: one
+ * of our relations was invalidated (the extension was dropped, or
+ * es_define_aggregate changed a definition), or any function changed
+ * (CREATE OR REPLACE of an evolve function).  Caches elsewhere remember the
+ * generation they were built in.
+ */
+static uint64 generation = 1;
 
 /*
  * es_catalog_relcache_callback
@@ -37,16 +47,42 @@ static bool cache_valid = false;
 static void
 es_catalog_relcache_callback(Datum arg, Oid relid)
 {
-	if (!cache_valid)
-		return;
 	if (relid == InvalidOid ||
 		relid == cache.events ||
 		relid == cache.position_index ||
 		relid == cache.stream_index ||
 		relid == cache.event_id_index ||
 		relid == cache.category_index ||
-		relid == cache.position_seq)
+		relid == cache.position_seq ||
+		relid == cache.aggregates ||
+		relid == cache.aggregates_pkey ||
+		relid == cache.snapshots ||
+		relid == cache.snapshots_pkey ||
+		relid == cache.aggregate_seq)
+	{
 		cache_valid = false;
+		generation++;
+	}
+}
+
+/*
+ * es_catalog_proc_callback
+ *		A function was created, replaced or dropped: start caches over.
+ */
+static void
+es_catalog_proc_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	generation++;
+}
+
+/*
+ * es_catalog_generation
+ *		Changes whenever cached definitions may be stale (see above).
+ */
+uint64
+es_catalog_generation(void)
+{
+	return generation;
 }
 
 /*
@@ -57,6 +93,7 @@ void
 es_catalog_init(void)
 {
 	CacheRegisterRelcacheCallback(es_catalog_relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, es_catalog_proc_callback, (Datum) 0);
 }
 
 /*
@@ -134,6 +171,11 @@ es_catalog(void)
 		c.event_id_index = lookup_relation("es_events_event_id_key", c.namespace);
 		c.category_index = lookup_relation("es_events_category_idx", c.namespace);
 		c.position_seq = lookup_relation("es_events_global_position_seq", c.namespace);
+		c.aggregates = lookup_relation("es_aggregates", c.namespace);
+		c.aggregates_pkey = lookup_relation("es_aggregates_pkey", c.namespace);
+		c.snapshots = lookup_relation("es_snapshots", c.namespace);
+		c.snapshots_pkey = lookup_relation("es_snapshots_pkey", c.namespace);
+		c.aggregate_seq = lookup_relation("es_aggregate_definition_seq", c.namespace);
 		cache = c;
 		cache_valid = true;
 	}

@@ -13,9 +13,19 @@
 
 #include "postgres.h"
 
+#include "catalog/pg_proc.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/tuplestore.h"
+
+/* EXECUTE privilege on a function (object_aclcheck since PostgreSQL 16) */
+#if PG_VERSION_NUM >= 160000
+#define es_proc_aclcheck(fn, role, mode) \
+	object_aclcheck(ProcedureRelationId, (fn), (role), (mode))
+#else
+#define es_proc_aclcheck(fn, role, mode) pg_proc_aclcheck((fn), (role), (mode))
+#endif
 
 #if PG_VERSION_NUM < 150000
 /*
@@ -44,6 +54,11 @@ InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
 	rsinfo->setDesc = tupdesc;
 	MemoryContextSwitchTo(oldcontext);
 }
+#endif
+
+/* MarkGUCPrefixReserved (PostgreSQL 15) was EmitWarningsOnPlaceholders */
+#if PG_VERSION_NUM < 150000
+#define MarkGUCPrefixReserved(prefix) EmitWarningsOnPlaceholders(prefix)
 #endif
 
 #endif							/* ES_COMPAT_H */

@@ -4,15 +4,18 @@
  *	  Module entry point of the event_sourcing extension.
  *
  * Holds the module magic and _PG_init, which registers what the other files
- * need from the backend (cache invalidation callbacks; later GUCs, shared
- * memory and the background worker).
+ * need from the backend: cache invalidation callbacks and the settings under
+ * the reserved prefix "event_sourcing." (later shared memory and the
+ * background worker).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "utils/guc.h"
 
+#include "compat.h"
 #include "event_sourcing.h"
 
 PG_MODULE_MAGIC;
@@ -27,4 +30,16 @@ void
 _PG_init(void)
 {
 	es_catalog_init();
+
+	DefineCustomIntVariable("event_sourcing.snapshots_to_keep",
+							"Newest snapshots kept per stream when a snapshot is stored (0 keeps all).",
+							"Older snapshots of the stream are deleted as each new one is stored. "
+							"Folds to older versions start from the newest snapshot at or below "
+							"them, so keeping only a few makes those folds longer.",
+							&es_snapshots_to_keep,
+							0, 0, INT_MAX,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("event_sourcing");
 }

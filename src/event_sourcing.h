@@ -49,10 +49,16 @@ typedef struct EsCatalog
 	Oid			event_id_index; /* (event_id) */
 	Oid			category_index; /* (split_part(stream_id, '-', 1), global_position) */
 	Oid			position_seq;	/* es_events_global_position_seq */
+	Oid			aggregates;		/* es_aggregates */
+	Oid			aggregates_pkey;	/* (category) */
+	Oid			snapshots;		/* es_snapshots */
+	Oid			snapshots_pkey; /* (stream_id, fingerprint, version) */
+	Oid			aggregate_seq;	/* es_aggregate_definition_seq */
 } EsCatalog;
 
 extern const EsCatalog *es_catalog(void);
 extern void es_catalog_init(void);
+extern uint64 es_catalog_generation(void);
 
 /* validate.c: argument checks shared by the SQL-callable functions */
 extern void es_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
@@ -60,6 +66,31 @@ extern void es_check_name(const char *what, int len);
 extern void es_check_stream_id(text *stream_id);
 extern void es_check_object(Jsonb *jb, const char *what);
 extern const char *es_jsonb_kind(Jsonb *jb);
+
+/* callback.c: user functions called from C */
+typedef struct EsCallback
+{
+	Oid			fn;
+	FmgrInfo	flinfo;
+	bool		strict;
+} EsCallback;
+
+extern void es_check_callback(Oid fn, const char *role, int nargs,
+							  const Oid *argtypes, Oid rettype);
+extern void es_check_execute(Oid fn);
+extern void es_callback_init(EsCallback *cb, Oid fn, MemoryContext mcxt);
+extern uint64 es_function_fingerprint(Oid fn);
+
+/* snapshot.c: snapshot storage and definition fingerprints */
+extern int	es_snapshots_to_keep;
+extern int64 es_fingerprint(int64 definition_id, Oid evolve);
+extern int64 es_definition_fingerprint(const char *category, int len);
+extern int64 es_stream_fingerprint(text *stream_id);
+extern int	es_category_len(text *stream_id);
+extern bool es_snapshot_find(text *stream_id, int64 fingerprint, int64 max_version,
+							 int64 *version, Jsonb **state);
+extern void es_snapshot_store(text *stream_id, int64 version, int64 fingerprint,
+							  Jsonb *state);
 
 /* uuidv7.c: time-ordered event ids */
 extern void es_uuidv7(pg_uuid_t *uuid);
