@@ -1,14 +1,19 @@
 -- event_sourcing demo: a bank account kept as a stream of events.
 -- Run it with `make demo` (a throwaway cluster), or in psql after
--- CREATE EXTENSION in a scratch database.
+-- CREATE EXTENSION in a scratch database, from the repository root.
 
 CREATE EXTENSION event_sourcing;
 
--- Open the account. Expected version 0: the stream must not exist yet.
-SELECT es_append('account-42', 0, 'AccountOpened', '{"owner": "Alice", "currency": "EUR"}');
+------------------------------------------------------------------------
+-- Part 1: appending and loading events
+------------------------------------------------------------------------
+
+-- Open the account with an initial deposit. Expected version 0: the
+-- stream must not exist yet.
+SELECT es_append('account-42', 0, 'AccountOpened', '{"owner": "Alice", "amount": 100}');
 
 -- Deposit and withdraw, each time passing the version we last saw.
-SELECT es_append('account-42', 1, 'MoneyDeposited', '{"amount": 100}');
+SELECT es_append('account-42', 1, 'MoneyDeposited', '{"amount": 50}');
 SELECT es_append('account-42', 2, 'MoneyWithdrawn', '{"amount": 30}', '{"teller": "bob"}');
 
 -- Several events in one atomic batch, at consecutive versions.
@@ -30,21 +35,10 @@ SELECT es_append('account-42', 5, 'MoneyWithdrawn', '{"amount": 50}');
 -- Load the stream: events in version order.
 SELECT stream_version, event_type, data, metadata FROM es_load('account-42');
 
--- The current balance, folded in plain SQL.
-SELECT sum(CASE event_type
-             WHEN 'MoneyDeposited' THEN (data->>'amount')::numeric
-             WHEN 'MoneyWithdrawn' THEN -(data->>'amount')::numeric
-             ELSE 0 END) AS balance
-  FROM es_load('account-42');
-
--- The account as it was at version 3, and the version an hour ago.
-SELECT stream_version, event_type, data FROM es_load('account-42', 1, 3);
-SELECT es_stream_version('account-42', now() - interval '1 hour') AS version_an_hour_ago;
-
 -- An idempotent retry: the same event id again stores nothing and returns
 -- the version it was stored at.
-SELECT es_append('account-7', 0, 'AccountOpened', '{"owner": "Bob"}', '{}', '0195f0c2-1111-7000-8000-000000000001');
-SELECT es_append('account-7', 0, 'AccountOpened', '{"owner": "Bob"}', '{}', '0195f0c2-1111-7000-8000-000000000001');
+SELECT es_append('payment-7', 0, 'PaymentRequested', '{"amount": 20}', '{}', '0195f0c2-1111-7000-8000-000000000001');
+SELECT es_append('payment-7', 0, 'PaymentRequested', '{"amount": 20}', '{}', '0195f0c2-1111-7000-8000-000000000001');
 
 -- The whole log in global order, and one category ("account" = stream ids
 -- starting with "account-"), paged by the last position seen.
@@ -55,3 +49,52 @@ SELECT global_position, stream_id, event_type FROM es_read_category('account', 3
 \set ON_ERROR_STOP off
 UPDATE es_events SET data = '{"amount": 1000000}' WHERE event_type = 'MoneyDeposited';
 \set ON_ERROR_STOP on
+
+------------------------------------------------------------------------
+-- Part 2: the account as an aggregate (examples/bank_account.sql)
+------------------------------------------------------------------------
+
+-- evolve(state, event) folds events into a state; decide(state, command)
+-- turns a command into events or refuses it.
+\set ECHO none
+\i examples/bank_account.sql
+\set ECHO all
+SELECT category, evolve, decide, initial_state, snapshot_every FROM es_aggregates;
+
+-- The state now, folded in C from the stream above.
+SELECT * FROM es_aggregate('account-42');
+
+-- Commands: es_execute folds, decides and appends in one call.
+SELECT es_execute('account-42', '{"type": "Deposit", "amount": 25}');
+SELECT es_execute('account-7', '{"type": "Open", "owner": "Bob", "amount": 10}');
+
+-- A refused command stores nothing.
+\set ON_ERROR_STOP off
+SELECT es_execute('account-7', '{"type": "Withdraw", "amount": 500}');
+SELECT es_execute('account-7', '{"type": "Close"}');
+\set ON_ERROR_STOP on
+SELECT * FROM es_aggregate('account-7');
+
+-- The state as of an earlier version, and as of an earlier time.
+SELECT * FROM es_aggregate('account-42', 3);
+SELECT clock_timestamp() AS before_payday \gset
+SELECT pg_sleep(0.01);
+SELECT es_execute('account-42', '{"type": "Deposit", "amount": 1000}');
+SELECT * FROM es_aggregate_at('account-42', :'before_payday');
+SELECT * FROM es_aggregate('account-42');
+
+-- A concurrent modification: a clerk who loaded the account at version 7
+-- appends a withdrawal after the payday deposit has landed (version 8).
+-- The append is refused with 40001; the clerk retries through es_execute,
+-- which folds the latest state, decides again and appends.
+\set ON_ERROR_STOP off
+SELECT es_append('account-42', 7, 'MoneyWithdrawn', '{"amount": 100}');
+\set ON_ERROR_STOP on
+SELECT es_execute('account-42', '{"type": "Withdraw", "amount": 100}');
+SELECT * FROM es_aggregate('account-42');
+
+-- Empty the account and close it.
+SELECT es_execute('account-7', '{"type": "Withdraw", "amount": 10}');
+SELECT es_execute('account-7', '{"type": "Close"}');
+SELECT stream_version, event_type, data FROM es_load('account-7');
+SELECT * FROM es_aggregate('account-7');
