@@ -18,8 +18,10 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
+#include "miscadmin.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -151,6 +153,55 @@ lookup_relation(const char *name, Oid namespace)
 }
 
 /*
+ * relation_owner
+ *		The owner of a relation.
+ */
+static Oid
+relation_owner(Oid relid)
+{
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * es_become_owner
+ *		Run what follows as the extension's owner, in a restricted security
+ *		context, until es_restore_user.
+ *
+ * The extension's internal SQL (storing snapshots and definitions) writes
+ * tables that ordinary roles have no privileges on: like the rest of the
+ * API, these functions are controlled by EXECUTE grants.  An error in
+ * between needs no cleanup: transaction abort restores the user.
+ */
+void
+es_become_owner(EsSavedUser *saved)
+{
+	Oid			owner = es_catalog()->owner;
+
+	GetUserIdAndSecContext(&saved->userid, &saved->sec_context);
+	SetUserIdAndSecContext(owner, saved->sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+/*
+ * es_restore_user
+ *		Return to the user saved by es_become_owner.
+ */
+void
+es_restore_user(const EsSavedUser *saved)
+{
+	SetUserIdAndSecContext(saved->userid, saved->sec_context);
+}
+
+/*
  * es_catalog
  *		The OIDs of the extension's objects, looked up on first use.
  *
@@ -176,6 +227,7 @@ es_catalog(void)
 		c.snapshots = lookup_relation("es_snapshots", c.namespace);
 		c.snapshots_pkey = lookup_relation("es_snapshots_pkey", c.namespace);
 		c.aggregate_seq = lookup_relation("es_aggregate_definition_seq", c.namespace);
+		c.owner = relation_owner(c.events);
 		cache = c;
 		cache_valid = true;
 	}

@@ -54,11 +54,21 @@ typedef struct EsCatalog
 	Oid			snapshots;		/* es_snapshots */
 	Oid			snapshots_pkey; /* (stream_id, fingerprint, version) */
 	Oid			aggregate_seq;	/* es_aggregate_definition_seq */
+	Oid			owner;			/* owner of es_events: the extension's owner */
 } EsCatalog;
+
+/* The user and security context to return to after internal SQL. */
+typedef struct EsSavedUser
+{
+	Oid			userid;
+	int			sec_context;
+} EsSavedUser;
 
 extern const EsCatalog *es_catalog(void);
 extern void es_catalog_init(void);
 extern uint64 es_catalog_generation(void);
+extern void es_become_owner(EsSavedUser *saved);
+extern void es_restore_user(const EsSavedUser *saved);
 
 /* validate.c: argument checks shared by the SQL-callable functions */
 extern void es_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);

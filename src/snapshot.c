@@ -217,7 +217,9 @@ es_snapshot_store(text *stream_id, int64 version, int64 fingerprint, Jsonb *stat
 {
 	Datum		values[4];
 	int			rc;
+	EsSavedUser saved_user;
 
+	es_become_owner(&saved_user);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	prepare_plans();
@@ -242,6 +244,7 @@ es_snapshot_store(text *stream_id, int64 version, int64 fingerprint, Jsonb *stat
 	}
 
 	SPI_finish();
+	es_restore_user(&saved_user);
 }
 
 /*
@@ -367,6 +370,7 @@ es_snapshot_prune(PG_FUNCTION_ARGS)
 	Oid			types[2] = {INT4OID, TEXTOID};
 	int			rc;
 	int64		deleted;
+	EsSavedUser saved_user;
 
 	es_check_not_null(fcinfo, 0, "keep");
 	keep = PG_GETARG_INT32(0);
@@ -395,6 +399,7 @@ es_snapshot_prune(PG_FUNCTION_ARGS)
 	else
 		values[1] = PG_GETARG_DATUM(1);
 
+	es_become_owner(&saved_user);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	rc = SPI_execute_with_args(sql, 2, types, values, nulls, false, 0);
@@ -402,5 +407,6 @@ es_snapshot_prune(PG_FUNCTION_ARGS)
 		elog(ERROR, "pruning snapshots failed: %s", SPI_result_code_string(rc));
 	deleted = (int64) SPI_processed;
 	SPI_finish();
+	es_restore_user(&saved_user);
 	PG_RETURN_INT64(deleted);
 }
