@@ -182,6 +182,14 @@ CREATE FUNCTION @extschema@.es_snapshot_load(stream_id text, max_version bigint 
 COMMENT ON FUNCTION @extschema@.es_snapshot_load(text, bigint) IS
     'The newest usable snapshot of a stream at or below max_version; no row if none';
 
+CREATE FUNCTION @extschema@._es_stream_fingerprint(stream_id text)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'es_stream_fingerprint_sql'
+    LANGUAGE C STABLE STRICT PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@._es_stream_fingerprint(text) IS
+    'Internal: the fingerprint a snapshot of this stream needs to be usable now';
+
 CREATE FUNCTION @extschema@.es_snapshot_prune(keep integer DEFAULT 1, stream_id text DEFAULT NULL)
     RETURNS bigint
     AS 'MODULE_PATHNAME', 'es_snapshot_prune'
@@ -253,6 +261,7 @@ REVOKE ALL ON SEQUENCE @extschema@.es_aggregate_definition_seq FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_snapshot_save(text, bigint, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_snapshot_load(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_snapshot_prune(integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._es_stream_fingerprint(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_define_aggregate(text, regprocedure, jsonb, regprocedure, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_aggregate(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_aggregate_at(text, timestamptz) FROM PUBLIC;

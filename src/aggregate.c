@@ -269,10 +269,7 @@ fold(EsAggDef *def, text *stream_id, int64 target, EsFoldResult *result)
 
 			/* a strict evolve leaves a NULL state NULL, as a call would */
 			if (state_null && evolve.strict)
-			{
-				folded++;
 				continue;
-			}
 
 			old = MemoryContextSwitchTo(eval_cxt);
 			fcinfo->args[0].value = state;

@@ -82,7 +82,7 @@ es_check_callback(Oid fn, const char *role, int nargs, const Oid *argtypes,
 				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
 				 errmsg("%s function %s has the wrong signature",
 						role, format_procedure(fn)),
-				 errdetail("A %s function takes %s, and returns one value (not a set).",
+				 errdetail("The %s function must take %s, and return one value (not a set).",
 						   role, describe_signature(nargs, argtypes, rettype))));
 
 	es_check_execute(fn);
@@ -114,10 +114,12 @@ es_callback_init(EsCallback *cb, Oid fn, MemoryContext mcxt)
 /*
  * es_function_fingerprint
  *		A hash of what a function does: its language, source (or library
- *		symbol), and the settings and security it runs with.
+ *		symbol), strictness, and the settings and security it runs with.
  *
- * CREATE OR REPLACE FUNCTION changes it; so does a change of language or of
- * SECURITY DEFINER / SET clauses.  It is computed from content, not from
+ * CREATE OR REPLACE FUNCTION with a new body changes it; so does a change of
+ * language, of STRICT (it decides whether a NULL state is passed on), or of
+ * SECURITY DEFINER / SET clauses.  Replacing a function with an identical
+ * definition does not: the fold it computes is the same.  It is computed from content, not from
  * OIDs, so it survives pg_dump and restore.
  */
 uint64
@@ -141,8 +143,9 @@ es_function_fingerprint(Oid fn)
 
 	initStringInfo(&buf);
 	lang = get_language_name(proc->prolang, false);
-	appendStringInfo(&buf, "%s|%c|%c|", lang,
-					 proc->prosecdef ? 't' : 'f', proc->provolatile);
+	appendStringInfo(&buf, "%s|%c|%c|%c|", lang,
+					 proc->prosecdef ? 't' : 'f', proc->proisstrict ? 't' : 'f',
+					 proc->provolatile);
 	d = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_prosrc, &isnull);
 	if (!isnull)
 		appendStringInfoString(&buf, TextDatumGetCString(d));

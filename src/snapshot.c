@@ -171,7 +171,7 @@ prepare_plans(void)
 	char	   *rel;
 	char	   *sql;
 	Oid			store_types[4] = {TEXTOID, INT8OID, INT8OID, JSONBOID};
-	Oid			prune_types[2] = {TEXTOID, INT4OID};
+	Oid			prune_types[3] = {TEXTOID, INT4OID, INT8OID};
 
 	if (store_plan != NULL && plans_generation == es_catalog_generation())
 		return;
@@ -193,13 +193,16 @@ prepare_plans(void)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
 	SPI_keepplan(store_plan);
 
+	/* unusable snapshots first, then all but the newest usable ones */
 	sql = psprintf("DELETE FROM %s d WHERE d.stream_id OPERATOR(pg_catalog.=) $1 "
-				   "AND d.version OPERATOR(pg_catalog.<) "
-				   "(SELECT k.version FROM %s k "
-				   "  WHERE k.stream_id OPERATOR(pg_catalog.=) $1 "
-				   "  ORDER BY k.version DESC OFFSET $2 OPERATOR(pg_catalog.-) 1 LIMIT 1)",
+				   "AND (d.fingerprint OPERATOR(pg_catalog.<>) $3 "
+				   "  OR d.version OPERATOR(pg_catalog.<) "
+				   "  (SELECT k.version FROM %s k "
+				   "    WHERE k.stream_id OPERATOR(pg_catalog.=) $1 "
+				   "      AND k.fingerprint OPERATOR(pg_catalog.=) $3 "
+				   "    ORDER BY k.version DESC OFFSET $2 OPERATOR(pg_catalog.-) 1 LIMIT 1))",
 				   rel, rel);
-	prune_plan = SPI_prepare(sql, 2, prune_types);
+	prune_plan = SPI_prepare(sql, 3, prune_types);
 	if (prune_plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
 	SPI_keepplan(prune_plan);
@@ -209,8 +212,10 @@ prepare_plans(void)
 
 /*
  * es_snapshot_store
- *		Store (or replace) a snapshot, then drop the stream's snapshots beyond
- *		event_sourcing.snapshots_to_keep.
+ *		Store (or replace) a snapshot; then, when
+ *		event_sourcing.snapshots_to_keep is set, drop the stream's snapshots
+ *		of other fingerprints (no current fold can use them) and all but the
+ *		newest N of this one.
  */
 void
 es_snapshot_store(text *stream_id, int64 version, int64 fingerprint, Jsonb *state)
@@ -234,10 +239,11 @@ es_snapshot_store(text *stream_id, int64 version, int64 fingerprint, Jsonb *stat
 
 	if (es_snapshots_to_keep > 0)
 	{
-		Datum		pvalues[2];
+		Datum		pvalues[3];
 
 		pvalues[0] = PointerGetDatum(stream_id);
 		pvalues[1] = Int32GetDatum(es_snapshots_to_keep);
+		pvalues[2] = Int64GetDatum(fingerprint);
 		rc = SPI_execute_plan(prune_plan, pvalues, NULL, false, 0);
 		if (rc != SPI_OK_DELETE)
 			elog(ERROR, "pruning snapshots failed: %s", SPI_result_code_string(rc));
@@ -268,6 +274,19 @@ int64
 es_stream_fingerprint(text *stream_id)
 {
 	return es_definition_fingerprint(VARDATA_ANY(stream_id), es_category_len(stream_id));
+}
+
+PG_FUNCTION_INFO_V1(es_stream_fingerprint_sql);
+
+/*
+ * _es_stream_fingerprint(stream_id text) RETURNS bigint
+ *		The fingerprint snapshots of this stream must have to be used now
+ *		(for es_snapshot_prune).
+ */
+Datum
+es_stream_fingerprint_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(es_stream_fingerprint(PG_GETARG_TEXT_PP(0)));
 }
 
 PG_FUNCTION_INFO_V1(es_snapshot_save);
@@ -355,8 +374,9 @@ PG_FUNCTION_INFO_V1(es_snapshot_prune);
  * es_snapshot_prune(keep int DEFAULT 1, stream_id text DEFAULT NULL)
  *		RETURNS bigint
  *
- * Deletes all but the newest 'keep' snapshots of one stream (NULL: of every
- * stream); returns how many were deleted.
+ * Deletes the snapshots of one stream (NULL: of every stream) that the
+ * current aggregate definition cannot use, and all but the newest 'keep'
+ * of those it can; returns how many were deleted.
  */
 Datum
 es_snapshot_prune(PG_FUNCTION_ARGS)
@@ -383,12 +403,15 @@ es_snapshot_prune(PG_FUNCTION_ARGS)
 
 	rel = quote_qualified_identifier(get_namespace_name(cat->namespace), "es_snapshots");
 	sql = psprintf("WITH ranked AS ("
-				   "  SELECT s.ctid AS row_id, pg_catalog.row_number() OVER "
-				   "    (PARTITION BY s.stream_id ORDER BY s.version DESC, s.created_at DESC) AS n "
+				   "  SELECT s.ctid AS row_id, "
+				   "         s.fingerprint OPERATOR(pg_catalog.<>) %s._es_stream_fingerprint(s.stream_id) AS unusable, "
+				   "         pg_catalog.row_number() OVER "
+				   "           (PARTITION BY s.stream_id, s.fingerprint ORDER BY s.version DESC) AS n "
 				   "  FROM %s s WHERE $2 IS NULL OR s.stream_id OPERATOR(pg_catalog.=) $2) "
 				   "DELETE FROM %s d USING ranked r "
-				   "WHERE d.ctid OPERATOR(pg_catalog.=) r.row_id AND r.n OPERATOR(pg_catalog.>) $1",
-				   rel, rel);
+				   "WHERE d.ctid OPERATOR(pg_catalog.=) r.row_id "
+				   "  AND (r.unusable OR r.n OPERATOR(pg_catalog.>) $1)",
+				   quote_identifier(get_namespace_name(cat->namespace)), rel, rel);
 
 	values[0] = Int32GetDatum(keep);
 	if (PG_ARGISNULL(1))
