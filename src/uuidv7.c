@@ -8,7 +8,8 @@
  * so ids generated later sort later and the unique index on event_id grows
  * at its right edge like the position index.  Within one backend the ids are
  * strictly increasing even when the clock stands still or steps back.  The
- * remaining 62 bits are random.
+ * remaining 62 bits are random, from pg_strong_random, drawn 512 bytes at a
+ * time.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,6 +22,35 @@
 
 /* (milliseconds << 12 | sub-millisecond fraction) of the last id made here */
 static uint64 last_time_field = 0;
+
+/*
+ * Random bytes are drawn from pg_strong_random in blocks: one call per id
+ * costs more than the rest of an append of a small event.
+ */
+#define RANDOM_BLOCK 512
+static unsigned char random_block[RANDOM_BLOCK];
+static int	random_used = RANDOM_BLOCK;
+
+/*
+ * random_bytes
+ *		Copy n (<= RANDOM_BLOCK) strong random bytes into buf.
+ */
+static void
+random_bytes(unsigned char *buf, int n)
+{
+	if (random_used + n > RANDOM_BLOCK)
+	{
+		if (!pg_strong_random(random_block, RANDOM_BLOCK))
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("could not generate random values for an event id")));
+		random_used = 0;
+	}
+	memcpy(buf, random_block + random_used, n);
+	/* never hand the same bytes out twice */
+	memset(random_block + random_used, 0, n);
+	random_used += n;
+}
 
 /*
  * es_uuidv7
@@ -48,10 +78,7 @@ es_uuidv7(pg_uuid_t *uuid)
 		field = last_time_field + 1;
 	last_time_field = field;
 
-	if (!pg_strong_random(b + 8, 8))
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate random values for an event id")));
+	random_bytes(b + 8, 8);
 
 	ms = field >> 12;
 	frac = field & 0x0FFF;

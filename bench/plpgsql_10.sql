@@ -1,0 +1,4 @@
+-- bench/plpgsql_10.sql: a 10-event batch through the hand-written PL/pgSQL store.
+\set s random(1, 10000)
+SELECT pl_append('bench-' || :s, NULL,
+  '[{"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}]'::jsonb);
