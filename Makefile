@@ -19,7 +19,10 @@ OBJS = \
 	src/immutable.o \
 	src/callback.o \
 	src/snapshot.o \
-	src/aggregate.o
+	src/aggregate.o \
+	src/upcast.o \
+	src/audit.o \
+	src/wait.o
 
 DATA = $(wildcard event_sourcing--*.sql)
 

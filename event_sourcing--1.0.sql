@@ -242,6 +242,42 @@ COMMENT ON FUNCTION @extschema@.es_fold_count() IS
     'Events this session has passed to evolve functions (evidence of snapshot use)';
 
 --
+-- Schema evolution and waiting
+--
+
+-- Upcasters: chains per event type, from schema 1 without gaps.
+CREATE TABLE @extschema@.es_upcasters (
+    event_type      text COLLATE "C" NOT NULL,
+    from_schema     integer NOT NULL,
+    upcast          regprocedure NOT NULL,
+    to_type         text COLLATE "C",
+    defined_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT es_upcasters_pkey PRIMARY KEY (event_type, from_schema)
+);
+
+COMMENT ON TABLE @extschema@.es_upcasters IS
+    'Upcasters: upcast turns data of event_type from schema from_schema into from_schema + 1; written by es_define_upcaster.';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.es_upcasters', '');
+
+CREATE FUNCTION @extschema@.es_define_upcaster(event_type text, from_schema integer,
+                                               upcast regprocedure, to_type text DEFAULT NULL)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'es_define_upcaster'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.es_define_upcaster(text, integer, regprocedure, text) IS
+    'Register upcast(data) as the step from schema from_schema to from_schema + 1 of event_type, optionally renaming it';
+
+CREATE FUNCTION @extschema@.es_wait(after_position bigint, timeout_ms integer DEFAULT 10000)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'es_wait'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.es_wait(bigint, integer) IS
+    'Wait until the safe global log holds an event after after_position, or the timeout; returns the newest safe position (after_position on timeout)';
+
+--
 -- Privileges: the functions are the API.  Nothing is granted to PUBLIC; grant
 -- EXECUTE on the functions a role needs (see README, "Privileges").
 --
@@ -267,3 +303,6 @@ REVOKE ALL ON FUNCTION @extschema@.es_aggregate(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_aggregate_at(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_execute(text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_fold_count() FROM PUBLIC;
+REVOKE ALL ON TABLE @extschema@.es_upcasters FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_define_upcaster(text, integer, regprocedure, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_wait(bigint, integer) FROM PUBLIC;

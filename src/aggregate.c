@@ -228,6 +228,7 @@ fold(EsAggDef *def, text *stream_id, int64 target, EsFoldResult *result)
 	bool		state_owned = false;	/* state lives in state_cxt */
 	int64		version;
 	int64		folded = 0;
+	EsUpcaster *upcaster;
 
 	LOCAL_FCINFO(fcinfo, 2);
 
@@ -257,6 +258,7 @@ fold(EsAggDef *def, text *stream_id, int64 target, EsFoldResult *result)
 		es_callback_init(&evolve, def->evolve, caller_cxt);
 		InitFunctionCallInfoData(*fcinfo, &evolve.flinfo, 2, InvalidOid, NULL, NULL);
 
+		upcaster = es_upcast_begin();
 		scan = es_stream_scan_begin(stream_id, start + 1, target, GetActiveSnapshot());
 		while ((slot = es_stream_scan_next(scan)) != NULL)
 		{
@@ -272,6 +274,7 @@ fold(EsAggDef *def, text *stream_id, int64 target, EsFoldResult *result)
 				continue;
 
 			old = MemoryContextSwitchTo(eval_cxt);
+			es_upcast_slot(upcaster, slot);
 			fcinfo->args[0].value = state;
 			fcinfo->args[0].isnull = state_null;
 			fcinfo->args[1].value = ExecFetchSlotHeapTupleDatum(slot);
@@ -305,6 +308,7 @@ fold(EsAggDef *def, text *stream_id, int64 target, EsFoldResult *result)
 			folded++;
 		}
 		es_stream_scan_end(scan);
+		es_upcast_end(upcaster);
 	}
 	events_folded += folded;
 

@@ -395,7 +395,7 @@ insert_event(EsAppendState *st, text *stream_id, int64 version,
 	values[Anum_es_events_data - 1] = JsonbPGetDatum(ev->data);
 	values[Anum_es_events_metadata - 1] = JsonbPGetDatum(ev->metadata);
 	values[Anum_es_events_recorded_at - 1] = TimestampTzGetDatum(recorded_at);
-	values[Anum_es_events_schema_version - 1] = Int32GetDatum(1);
+	values[Anum_es_events_schema_version - 1] = Int32GetDatum(es_current_schema(ev->type));
 	memset(nulls, false, Natts_es_events * sizeof(bool));
 	ExecStoreVirtualTuple(slot);
 
@@ -416,6 +416,7 @@ append_events(text *stream_id, bool any_version, int64 expected,
 	int64		replayed;
 	TimestampTz last_recorded;
 	TimestampTz recorded_at;
+	Jsonb	   *audit;
 
 	PreventCommandIfReadOnly("es_append()");
 	PreventCommandIfParallelMode("es_append()");
@@ -451,10 +452,18 @@ append_events(text *stream_id, bool any_version, int64 expected,
 	if (recorded_at < last_recorded)
 		recorded_at = last_recorded;
 
+	/* audit keys from the session's settings, unless the event has them */
+	audit = es_audit_metadata();
+	if (audit != NULL)
+		for (int i = 0; i < n; i++)
+			ev[i].metadata = es_merge_metadata(audit, ev[i].metadata);
+
 	for (int i = 0; i < n; i++)
 		insert_event(&st, stream_id, current + i + 1, &ev[i], recorded_at, seqoid);
 
 	close_store(&st);
+	es_notify_append(stream_id);
+	es_note_append();
 	return current + n;
 }
 

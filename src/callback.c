@@ -32,7 +32,7 @@
 
 /*
  * describe_signature
- *		"(jsonb, es_events) returns jsonb", for error details.
+ *		"(jsonb, es_events) and return jsonb", for error details.
  */
 static char *
 describe_signature(int nargs, const Oid *argtypes, Oid rettype)
@@ -44,7 +44,7 @@ describe_signature(int nargs, const Oid *argtypes, Oid rettype)
 	for (int i = 0; i < nargs; i++)
 		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
 						 format_type_be(argtypes[i]));
-	appendStringInfo(&buf, ") returns %s", format_type_be(rettype));
+	appendStringInfo(&buf, ") and return %s", format_type_be(rettype));
 	return buf.data;
 }
 
@@ -82,7 +82,7 @@ es_check_callback(Oid fn, const char *role, int nargs, const Oid *argtypes,
 				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
 				 errmsg("%s function %s has the wrong signature",
 						role, format_procedure(fn)),
-				 errdetail("The %s function must take %s, and return one value (not a set).",
+				 errdetail("The %s function must take %s (one value, not a set).",
 						   role, describe_signature(nargs, argtypes, rettype))));
 
 	es_check_execute(fn);

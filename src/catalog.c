@@ -60,7 +60,9 @@ es_catalog_relcache_callback(Datum arg, Oid relid)
 		relid == cache.aggregates_pkey ||
 		relid == cache.snapshots ||
 		relid == cache.snapshots_pkey ||
-		relid == cache.aggregate_seq)
+		relid == cache.aggregate_seq ||
+		relid == cache.upcasters ||
+		relid == cache.upcasters_pkey)
 	{
 		cache_valid = false;
 		generation++;
@@ -227,6 +229,8 @@ es_catalog(void)
 		c.snapshots = lookup_relation("es_snapshots", c.namespace);
 		c.snapshots_pkey = lookup_relation("es_snapshots_pkey", c.namespace);
 		c.aggregate_seq = lookup_relation("es_aggregate_definition_seq", c.namespace);
+		c.upcasters = lookup_relation("es_upcasters", c.namespace);
+		c.upcasters_pkey = lookup_relation("es_upcasters_pkey", c.namespace);
 		c.owner = relation_owner(c.events);
 		cache = c;
 		cache_valid = true;

@@ -4,9 +4,9 @@
  *	  Module entry point of the event_sourcing extension.
  *
  * Holds the module magic and _PG_init, which registers what the other files
- * need from the backend: cache invalidation callbacks and the settings under
- * the reserved prefix "event_sourcing." (later shared memory and the
- * background worker).
+ * need from the backend: cache invalidation callbacks, the settings under
+ * the reserved prefix "event_sourcing.", the commit callback and, when the
+ * library is preloaded, the shared memory es_wait sleeps on.
  *
  *-------------------------------------------------------------------------
  */
@@ -40,6 +40,9 @@ _PG_init(void)
 							0, 0, INT_MAX,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
+
+	es_audit_init();
+	es_wait_init();
 
 	MarkGUCPrefixReserved("event_sourcing");
 }

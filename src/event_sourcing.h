@@ -54,6 +54,8 @@ typedef struct EsCatalog
 	Oid			snapshots;		/* es_snapshots */
 	Oid			snapshots_pkey; /* (stream_id, fingerprint, version) */
 	Oid			aggregate_seq;	/* es_aggregate_definition_seq */
+	Oid			upcasters;		/* es_upcasters */
+	Oid			upcasters_pkey; /* (event_type, from_schema) */
 	Oid			owner;			/* owner of es_events: the extension's owner */
 } EsCatalog;
 
@@ -101,6 +103,29 @@ extern bool es_snapshot_find(text *stream_id, int64 fingerprint, int64 max_versi
 							 int64 *version, Jsonb **state);
 extern void es_snapshot_store(text *stream_id, int64 version, int64 fingerprint,
 							  Jsonb *state);
+
+/* upcast.c: the upcaster registry and the one upcasting step */
+typedef struct EsUpcaster EsUpcaster;
+
+extern int32 es_current_schema(text *event_type);
+extern EsUpcaster *es_upcast_begin(void);
+extern void es_upcast_end(EsUpcaster *u);
+extern bool es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot);
+
+/* audit.c: audit metadata from settings, notifications */
+extern char *es_correlation_id;
+extern char *es_causation_id;
+extern char *es_actor;
+extern char *es_notify_channel;
+extern void es_audit_init(void);
+extern Jsonb *es_audit_metadata(void);
+extern Jsonb *es_merge_metadata(Jsonb *audit, Jsonb *metadata);
+extern void es_notify_append(text *stream_id);
+
+/* wait.c: es_wait */
+extern int	es_wait_poll_interval;
+extern void es_wait_init(void);
+extern void es_note_append(void);
 
 /* uuidv7.c: time-ordered event ids */
 extern void es_uuidv7(pg_uuid_t *uuid);

@@ -20,7 +20,8 @@
  * serialisation conflicts, as for any other read of a table.
  *
  * All four scan one B-tree index of es_events directly and return rows of
- * the es_events row type through a tuplestore (materialize mode).
+ * the es_events row type through a tuplestore (materialize mode), each event
+ * passed through the upcasting step of upcast.c on the way.
  *
  *-------------------------------------------------------------------------
  */
@@ -168,6 +169,7 @@ es_load(PG_FUNCTION_ARGS)
 	int64		to = -1;
 	EsStreamScan *scan;
 	TupleTableSlot *slot;
+	EsUpcaster *upcaster;
 
 	es_check_not_null(fcinfo, 0, "stream_id");
 	es_check_not_null(fcinfo, 1, "from_version");
@@ -190,10 +192,15 @@ es_load(PG_FUNCTION_ARGS)
 			return (Datum) 0;
 	}
 
+	upcaster = es_upcast_begin();
 	scan = es_stream_scan_begin(stream_id, from, to, GetActiveSnapshot());
 	while ((slot = es_stream_scan_next(scan)) != NULL)
+	{
+		es_upcast_slot(upcaster, slot);
 		emit(rsinfo, slot);
+	}
 	es_stream_scan_end(scan);
+	es_upcast_end(upcaster);
 	return (Datum) 0;
 }
 
@@ -326,6 +333,7 @@ read_log(FunctionCallInfo fcinfo, text *category, int64 after, int32 max_count)
 	Snapshot	latest;
 	Snapshot	xact = NULL;
 	int32		count = 0;
+	EsUpcaster *upcaster;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (max_count == 0)
@@ -353,6 +361,7 @@ read_log(FunctionCallInfo fcinfo, text *category, int64 after, int32 max_count)
 	ScanKeyInit(&keys[nkeys++], posattr, BTGreaterStrategyNumber, F_INT8GT,
 				Int64GetDatum(after));
 
+	upcaster = es_upcast_begin();
 	scan = index_beginscan(rel, index, latest, nkeys, 0);
 	index_rescan(scan, keys, nkeys, NULL, 0);
 	while (count < max_count &&
@@ -367,10 +376,12 @@ read_log(FunctionCallInfo fcinfo, text *category, int64 after, int32 max_count)
 		/* the transaction snapshot cannot see this one: stop before it */
 		if (xact && !table_tuple_satisfies_snapshot(rel, slot, xact))
 			break;
+		es_upcast_slot(upcaster, slot);
 		emit(rsinfo, slot);
 		count++;
 	}
 	index_endscan(scan);
+	es_upcast_end(upcaster);
 
 	UnregisterSnapshot(latest);
 	ExecDropSingleTupleTableSlot(slot);

@@ -1,0 +1,457 @@
+/*-------------------------------------------------------------------------
+ *
+ * upcast.c
+ *	  Event schema evolution: the upcaster registry and the one upcasting
+ *	  step every read path goes through.
+ *
+ * An upcaster turns the data of one event type from schema n into schema
+ * n + 1, and may rename the type.  Chains per type start at 1 and have no
+ * gaps; a renaming step ends its type's chain, and the event continues as
+ * the new type at schema 1 (so the new type's own upcasters apply to it).
+ * Stored rows never change: es_load, es_read_all, es_read_category, the fold
+ * of es_aggregate (and projections) upcast as they read.
+ *
+ * The registry is small and read whole into a per-backend cache, rebuilt
+ * when the catalog generation moves (es_define_upcaster invalidates it in
+ * every backend).  When no upcaster exists at all, reads and appends pay one
+ * flag test.  A read pins the cache for its duration: a rebuild requested
+ * from inside an upcaster (or a nested read) leaves the pinned copy alive
+ * until the transaction ends.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "compat.h"
+#include "event_sourcing.h"
+
+/* columns of es_upcasters */
+#define Anum_es_upcasters_event_type	1
+#define Anum_es_upcasters_from_schema	2
+#define Anum_es_upcasters_upcast		3
+#define Anum_es_upcasters_to_type		4
+
+/* a chain longer than this is a cycle of renames */
+#define ES_MAX_UPCAST_STEPS 1000
+
+/* One step: from_schema -> from_schema + 1 (index in steps = from_schema - 1). */
+typedef struct EsUpcastStep
+{
+	Oid			fn;
+	FmgrInfo	flinfo;
+	char	   *to_type;		/* NULL: keeps the type */
+} EsUpcastStep;
+
+/* The chain of one event type. */
+typedef struct EsUpcastChain
+{
+	char		event_type[ES_MAX_NAME_BYTES + 1];	/* hash key */
+	int			nsteps;			/* current schema = nsteps + 1 */
+	int			capacity;
+	EsUpcastStep *steps;
+} EsUpcastChain;
+
+/* The registry as cached. */
+typedef struct EsUpcastCache
+{
+	MemoryContext cxt;
+	HTAB	   *chains;			/* NULL when there is no upcaster */
+	uint64		generation;
+	int			pins;
+} EsUpcastCache;
+
+static EsUpcastCache *cache = NULL;
+
+/*
+ * load_cache
+ *		Read every row of es_upcasters into a new cache.
+ */
+static EsUpcastCache *
+load_cache(void)
+{
+	const EsCatalog *cat = es_catalog();
+	EsUpcastCache *c;
+	MemoryContext old;
+	Relation	rel;
+	Relation	index;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	HASHCTL		ctl;
+	uint64		generation = es_catalog_generation();
+
+	c = MemoryContextAllocZero(CacheMemoryContext, sizeof(EsUpcastCache));
+	c->cxt = AllocSetContextCreate(CacheMemoryContext, "event_sourcing upcasters",
+								   ALLOCSET_SMALL_SIZES);
+	c->generation = generation;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = ES_MAX_NAME_BYTES + 1;
+	ctl.entrysize = sizeof(EsUpcastChain);
+	ctl.hcxt = c->cxt;
+
+	rel = table_open(cat->upcasters, AccessShareLock);
+	index = index_open(cat->upcasters_pkey, AccessShareLock);
+	/* ordered by (event_type, from_schema): steps arrive in chain order */
+	scan = systable_beginscan_ordered(rel, index, GetLatestSnapshot(), 0, NULL);
+	while ((tup = systable_getnext_ordered(scan, ForwardScanDirection)) != NULL)
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+		char		key[ES_MAX_NAME_BYTES + 1];
+		char	   *type;
+		int32		from;
+		Datum		d;
+		bool		isnull;
+		bool		found;
+		EsUpcastChain *chain;
+		EsUpcastStep *step;
+
+		if (c->chains == NULL)
+			c->chains = hash_create("event_sourcing upcasters", 16, &ctl,
+									HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+		type = TextDatumGetCString(heap_getattr(tup, Anum_es_upcasters_event_type, desc, &isnull));
+		memset(key, 0, sizeof(key));
+		strlcpy(key, type, sizeof(key));
+		from = DatumGetInt32(heap_getattr(tup, Anum_es_upcasters_from_schema, desc, &isnull));
+
+		chain = hash_search(c->chains, key, HASH_ENTER, &found);
+		if (!found)
+		{
+			chain->nsteps = 0;
+			chain->capacity = 4;
+			chain->steps = MemoryContextAllocZero(c->cxt, sizeof(EsUpcastStep) * chain->capacity);
+		}
+		if (from != chain->nsteps + 1)
+			elog(ERROR, "upcaster chain of event type \"%s\" has a gap before schema %d",
+				 key, from);
+		if (chain->nsteps == chain->capacity)
+		{
+			chain->capacity *= 2;
+			chain->steps = repalloc(chain->steps, sizeof(EsUpcastStep) * chain->capacity);
+		}
+
+		step = &chain->steps[chain->nsteps++];
+		step->fn = DatumGetObjectId(heap_getattr(tup, Anum_es_upcasters_upcast, desc, &isnull));
+		fmgr_info_cxt(step->fn, &step->flinfo, c->cxt);
+		d = heap_getattr(tup, Anum_es_upcasters_to_type, desc, &isnull);
+		old = MemoryContextSwitchTo(c->cxt);
+		step->to_type = isnull ? NULL : TextDatumGetCString(d);
+		MemoryContextSwitchTo(old);
+	}
+	systable_endscan_ordered(scan);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return c;
+}
+
+/*
+ * current_cache
+ *		The cache, rebuilt first if the catalog generation moved.  A pinned
+ *		stale cache is handed to the transaction to free at its end.
+ */
+static EsUpcastCache *
+current_cache(void)
+{
+	if (cache != NULL && cache->generation == es_catalog_generation())
+		return cache;
+	if (cache != NULL)
+	{
+		if (cache->pins > 0)
+			MemoryContextSetParent(cache->cxt, TopTransactionContext);
+		else
+			MemoryContextDelete(cache->cxt);
+		pfree(cache);
+		cache = NULL;
+	}
+	cache = load_cache();
+	return cache;
+}
+
+/*
+ * find_chain
+ *		The chain of an event type, NULL when it has none.
+ */
+static EsUpcastChain *
+find_chain(EsUpcastCache *c, const char *type, int len)
+{
+	char		key[ES_MAX_NAME_BYTES + 1];
+
+	if (c->chains == NULL || len > ES_MAX_NAME_BYTES)
+		return NULL;
+	memset(key, 0, sizeof(key));
+	memcpy(key, type, len);
+	return hash_search(c->chains, key, HASH_FIND, NULL);
+}
+
+/*
+ * es_current_schema
+ *		The schema version an event of this type is written in now: 1 plus
+ *		the length of the type's chain.
+ */
+int32
+es_current_schema(text *event_type)
+{
+	EsUpcastCache *c = current_cache();
+	EsUpcastChain *chain;
+
+	if (c->chains == NULL)
+		return 1;
+	chain = find_chain(c, VARDATA_ANY(event_type), VARSIZE_ANY_EXHDR(event_type));
+	return chain ? chain->nsteps + 1 : 1;
+}
+
+/*
+ * es_upcast_begin
+ *		Pin the registry for one read; NULL when there are no upcasters (the
+ *		caller then passes events through untouched).  The current user must
+ *		be able to execute every upcaster.
+ */
+EsUpcaster *
+es_upcast_begin(void)
+{
+	EsUpcastCache *c = current_cache();
+	HASH_SEQ_STATUS seq;
+	EsUpcastChain *chain;
+
+	if (c->chains == NULL)
+		return NULL;
+
+	hash_seq_init(&seq, c->chains);
+	while ((chain = hash_seq_search(&seq)) != NULL)
+		for (int i = 0; i < chain->nsteps; i++)
+			es_check_execute(chain->steps[i].fn);
+
+	c->pins++;
+	return (EsUpcaster *) c;
+}
+
+/*
+ * es_upcast_end
+ *		Unpin what es_upcast_begin pinned.
+ */
+void
+es_upcast_end(EsUpcaster *u)
+{
+	EsUpcastCache *c = (EsUpcastCache *) u;
+
+	if (c != NULL && c->pins > 0)
+		c->pins--;
+}
+
+/*
+ * es_upcast_slot
+ *		The single upcasting step: if the event in slot has upcasters for its
+ *		schema, replace its data, type and schema_version in the slot (with a
+ *		tuple of its own) and return true.  Return false, leaving the slot
+ *		untouched, when there is nothing to do.
+ */
+bool
+es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
+{
+	EsUpcastCache *c = (EsUpcastCache *) u;
+	EsUpcastChain *chain;
+	text	   *type;
+	int32		schema;
+	Datum		data;
+	bool		isnull;
+	int			steps = 0;
+	Datum	   *values;
+	bool	   *nulls;
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	HeapTuple	tuple;
+
+	if (c == NULL)
+		return false;
+
+	type = DatumGetTextPP(slot_getattr(slot, Anum_es_events_event_type, &isnull));
+	schema = DatumGetInt32(slot_getattr(slot, Anum_es_events_schema_version, &isnull));
+	chain = find_chain(c, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type));
+	if (chain == NULL || schema > chain->nsteps || schema < 1)
+		return false;
+
+	data = slot_getattr(slot, Anum_es_events_data, &isnull);
+	while (chain != NULL && schema >= 1 && schema <= chain->nsteps)
+	{
+		EsUpcastStep *step = &chain->steps[schema - 1];
+
+		if (++steps > ES_MAX_UPCAST_STEPS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_RECURSION),
+					 errmsg("upcasting event type \"%s\" did not end after %d steps",
+							chain->event_type, ES_MAX_UPCAST_STEPS),
+					 errhint("Renaming upcasters form a cycle; check es_upcasters.")));
+
+		data = FunctionCall1(&step->flinfo, data);
+		if (DatumGetPointer(data) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("upcaster %s returned null", format_procedure(step->fn))));
+		if (step->to_type != NULL)
+		{
+			/* a rename ends this chain; continue as the new type, schema 1 */
+			type = cstring_to_text(step->to_type);
+			chain = find_chain(c, step->to_type, strlen(step->to_type));
+			schema = 1;
+		}
+		else
+			schema++;
+	}
+
+	if (!JB_ROOT_IS_OBJECT(DatumGetJsonbP(data)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("an upcaster of event type \"%s\" did not return a JSON object",
+						text_to_cstring(type))));
+
+	/*
+	 * Rebuild the row with the new values.  The new tuple is formed before
+	 * the slot lets go of the stored one, whose buffer the old values point
+	 * into; the slot keeps a copy in its own memory, since it must outlive
+	 * the caller's per-event memory context.
+	 */
+	slot_getallattrs(slot);
+	values = palloc(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
+	memcpy(values, slot->tts_values, sizeof(Datum) * desc->natts);
+	memcpy(nulls, slot->tts_isnull, sizeof(bool) * desc->natts);
+	values[Anum_es_events_data - 1] = data;
+	values[Anum_es_events_event_type - 1] = PointerGetDatum(type);
+	values[Anum_es_events_schema_version - 1] = Int32GetDatum(schema);
+	tuple = heap_form_tuple(desc, values, nulls);
+	/* copies the tuple into the slot's memory and frees ours */
+	ExecForceStoreHeapTuple(tuple, slot, true);
+	pfree(values);
+	pfree(nulls);
+	return true;
+}
+
+PG_FUNCTION_INFO_V1(es_define_upcaster);
+
+/*
+ * es_define_upcaster(event_type text, from_schema int, upcast regprocedure,
+ *					  to_type text DEFAULT NULL) RETURNS void
+ *
+ * Registers upcast(data jsonb) RETURNS jsonb as the step from schema
+ * from_schema to from_schema + 1 of event_type, renaming the type to to_type
+ * when given.  Chains start at 1 and have no gaps: an existing step is 42710,
+ * one that would leave a gap 22023.
+ */
+Datum
+es_define_upcaster(PG_FUNCTION_ARGS)
+{
+	const EsCatalog *cat;
+	text	   *event_type;
+	int32		from_schema;
+	Oid			upcast;
+	Oid			argtypes[1] = {JSONBOID};
+	EsUpcastCache *c;
+	EsUpcastChain *chain;
+	int			nsteps;
+	char	   *type;
+	char	   *sql;
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			types[4] = {TEXTOID, INT4OID, REGPROCEDUREOID, TEXTOID};
+	int			rc;
+	EsSavedUser saved_user;
+
+	es_check_not_null(fcinfo, 0, "event_type");
+	es_check_not_null(fcinfo, 1, "from_schema");
+	es_check_not_null(fcinfo, 2, "upcast");
+	event_type = PG_GETARG_TEXT_PP(0);
+	es_check_name("event_type", VARSIZE_ANY_EXHDR(event_type));
+	type = text_to_cstring(event_type);
+	from_schema = PG_GETARG_INT32(1);
+	upcast = PG_GETARG_OID(2);
+	if (!PG_ARGISNULL(3))
+	{
+		text	   *to_type = PG_GETARG_TEXT_PP(3);
+
+		es_check_name("to_type", VARSIZE_ANY_EXHDR(to_type));
+		if (strcmp(text_to_cstring(to_type), type) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("to_type must differ from event_type"),
+					 errhint("Pass NULL to keep the type.")));
+	}
+	if (from_schema < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_schema must be at least 1"),
+				 errdetail("from_schema was %d.", from_schema),
+				 errhint("Schema versions count from 1; the first upcaster of a type converts schema 1 to 2.")));
+	PreventCommandIfReadOnly("es_define_upcaster()");
+	es_check_callback(upcast, "upcast", 1, argtypes, JSONBOID);
+
+	/* the chain as it stands, including this transaction's own changes */
+	CommandCounterIncrement();
+	c = current_cache();
+	chain = find_chain(c, VARDATA_ANY(event_type), VARSIZE_ANY_EXHDR(event_type));
+	nsteps = chain ? chain->nsteps : 0;
+	if (from_schema <= nsteps)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("an upcaster of event type \"%s\" from schema %d already exists",
+						type, from_schema),
+				 errdetail("It is %s.", format_procedure(chain->steps[from_schema - 1].fn)),
+				 errhint("Upcasters cannot be replaced: replace the function itself with CREATE OR REPLACE FUNCTION.")));
+	if (from_schema > nsteps + 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("an upcaster of event type \"%s\" from schema %d would leave a gap",
+						type, from_schema),
+				 errdetail("The chain of \"%s\" ends at schema %d.", type, nsteps + 1),
+				 errhint("Register the upcaster from schema %d first.", nsteps + 1)));
+	if (nsteps > 0 && chain->steps[nsteps - 1].to_type != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the chain of event type \"%s\" ends with a rename to \"%s\"",
+						type, chain->steps[nsteps - 1].to_type),
+				 errhint("Register further upcasters for \"%s\", starting from schema 1.",
+						 chain->steps[nsteps - 1].to_type)));
+
+	cat = es_catalog();
+	values[0] = PointerGetDatum(event_type);
+	values[1] = Int32GetDatum(from_schema);
+	values[2] = ObjectIdGetDatum(upcast);
+	if (PG_ARGISNULL(3))
+	{
+		values[3] = (Datum) 0;
+		nulls[3] = 'n';
+	}
+	else
+		values[3] = PG_GETARG_DATUM(3);
+
+	sql = psprintf("INSERT INTO %s (event_type, from_schema, upcast, to_type) VALUES ($1, $2, $3, $4)",
+				   quote_qualified_identifier(get_namespace_name(cat->namespace), "es_upcasters"));
+	es_become_owner(&saved_user);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_with_args(sql, 4, types, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "storing the upcaster failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
+	es_restore_user(&saved_user);
+
+	/* every backend (this one at the next command) rebuilds its registry */
+	CacheInvalidateRelcacheByRelid(cat->upcasters);
+	PG_RETURN_VOID();
+}
