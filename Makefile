@@ -32,7 +32,7 @@ PG_CPPFLAGS = -I$(srcdir)/src -DEXTVERSION=\"$(EXTVERSION)\"
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 
 # pg_regress (sql/ + expected/)
-REGRESS = setup append read aggregate errors security
+REGRESS = setup append read aggregate upcast errors security
 REGRESS_OPTS = --inputdir=. 
 
 # isolation specs (test/isolation/specs + test/isolation/expected)

@@ -108,6 +108,7 @@ extern void es_snapshot_store(text *stream_id, int64 version, int64 fingerprint,
 typedef struct EsUpcaster EsUpcaster;
 
 extern int32 es_current_schema(text *event_type);
+extern uint64 es_upcast_fingerprint(void);
 extern EsUpcaster *es_upcast_begin(void);
 extern void es_upcast_end(EsUpcaster *u);
 extern bool es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot);

@@ -5,8 +5,8 @@
  *
  * A snapshot is a stream's folded state at one version.  Each one records the
  * fingerprint of the aggregate definition that produced it: a hash of the
- * definition's id (new on every es_define_aggregate) and of the evolve
- * function's source, language and settings.  A fold only starts from a
+ * definition's id (new on every es_define_aggregate), of the evolve
+ * function's source, language and settings, and of the upcaster registry.  A fold only starts from a
  * snapshot whose fingerprint matches the definition as it is now, so
  * redefining the aggregate or replacing its evolve function (CREATE OR
  * REPLACE FUNCTION) makes older snapshots unusable without any manual step.
@@ -61,7 +61,8 @@ static uint64 plans_generation = 0;
 
 /*
  * es_fingerprint
- *		The fingerprint of a definition: its id and its evolve function.
+ *		The fingerprint of a definition: its id, its evolve function, and the
+ *		upcasters (a fold sees events as they upcast).
  */
 int64
 es_fingerprint(int64 definition_id, Oid evolve)
@@ -69,6 +70,7 @@ es_fingerprint(int64 definition_id, Oid evolve)
 	uint64		h = es_function_fingerprint(evolve);
 
 	h = hash_combine64(h, (uint64) definition_id);
+	h = hash_combine64(h, es_upcast_fingerprint());
 	/* 0 means "no aggregate"; never produce it for a real definition */
 	return h == 0 ? 1 : (int64) h;
 }

@@ -27,6 +27,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -58,6 +59,7 @@ typedef struct EsUpcastStep
 	Oid			fn;
 	FmgrInfo	flinfo;
 	char	   *to_type;		/* NULL: keeps the type */
+	Oid			checked_user;	/* EXECUTE was checked for this user */
 } EsUpcastStep;
 
 /* The chain of one event type. */
@@ -74,6 +76,7 @@ typedef struct EsUpcastCache
 {
 	MemoryContext cxt;
 	HTAB	   *chains;			/* NULL when there is no upcaster */
+	uint64		fingerprint;	/* of the whole registry, 0 when empty */
 	uint64		generation;
 	int			pins;
 } EsUpcastCache;
@@ -155,6 +158,16 @@ load_cache(void)
 		old = MemoryContextSwitchTo(c->cxt);
 		step->to_type = isnull ? NULL : TextDatumGetCString(d);
 		MemoryContextSwitchTo(old);
+		step->checked_user = InvalidOid;
+
+		/* what every fold depends on: the steps and what their functions do */
+		c->fingerprint = hash_combine64(c->fingerprint,
+										hash_bytes_extended((const unsigned char *) key, strlen(key), from));
+		c->fingerprint = hash_combine64(c->fingerprint, es_function_fingerprint(step->fn));
+		if (step->to_type)
+			c->fingerprint = hash_combine64(c->fingerprint,
+											hash_bytes_extended((const unsigned char *) step->to_type,
+																strlen(step->to_type), 0));
 	}
 	systable_endscan_ordered(scan);
 	index_close(index, AccessShareLock);
@@ -204,7 +217,8 @@ find_chain(EsUpcastCache *c, const char *type, int len)
 /*
  * es_current_schema
  *		The schema version an event of this type is written in now: 1 plus
- *		the length of the type's chain.
+ *		the length of the type's chain (the renaming step's schema when the
+ *		chain ends with a rename).
  */
 int32
 es_current_schema(text *event_type)
@@ -215,30 +229,41 @@ es_current_schema(text *event_type)
 	if (c->chains == NULL)
 		return 1;
 	chain = find_chain(c, VARDATA_ANY(event_type), VARSIZE_ANY_EXHDR(event_type));
-	return chain ? chain->nsteps + 1 : 1;
+	if (chain == NULL)
+		return 1;
+	/*
+	 * A writer still using a renamed-away type writes that type's last
+	 * shape: record it at the renaming step, so readers see it renamed.
+	 */
+	if (chain->steps[chain->nsteps - 1].to_type != NULL)
+		return chain->nsteps;
+	return chain->nsteps + 1;
+}
+
+/*
+ * es_upcast_fingerprint
+ *		A hash of the whole upcaster registry (0 when it is empty).  Folds
+ *		see upcast events, so a snapshot is only as good as the upcasters it
+ *		was folded with: es_fingerprint mixes this in.
+ */
+uint64
+es_upcast_fingerprint(void)
+{
+	return current_cache()->fingerprint;
 }
 
 /*
  * es_upcast_begin
  *		Pin the registry for one read; NULL when there are no upcasters (the
- *		caller then passes events through untouched).  The current user must
- *		be able to execute every upcaster.
+ *		caller then passes events through untouched).
  */
 EsUpcaster *
 es_upcast_begin(void)
 {
 	EsUpcastCache *c = current_cache();
-	HASH_SEQ_STATUS seq;
-	EsUpcastChain *chain;
 
 	if (c->chains == NULL)
 		return NULL;
-
-	hash_seq_init(&seq, c->chains);
-	while ((chain = hash_seq_search(&seq)) != NULL)
-		for (int i = 0; i < chain->nsteps; i++)
-			es_check_execute(chain->steps[i].fn);
-
 	c->pins++;
 	return (EsUpcaster *) c;
 }
@@ -278,6 +303,8 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
 	TupleDesc	desc = slot->tts_tupleDescriptor;
 	HeapTuple	tuple;
 
+	LOCAL_FCINFO(fcinfo, 1);
+
 	if (c == NULL)
 		return false;
 
@@ -299,11 +326,29 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
 							chain->event_type, ES_MAX_UPCAST_STEPS),
 					 errhint("Renaming upcasters form a cycle; check es_upcasters.")));
 
-		data = FunctionCall1(&step->flinfo, data);
-		if (DatumGetPointer(data) == NULL)
+		/* EXECUTE is checked once per user, when the step is first used */
+		if (step->checked_user != GetUserId())
+		{
+			es_check_execute(step->fn);
+			step->checked_user = GetUserId();
+		}
+
+		InitFunctionCallInfoData(*fcinfo, &step->flinfo, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = data;
+		fcinfo->args[0].isnull = false;
+		data = FunctionCallInvoke(fcinfo);
+		if (fcinfo->isnull)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("upcaster %s returned null", format_procedure(step->fn))));
+					 errmsg("upcaster %s returned null", format_procedure(step->fn)),
+					 errdetail("It was upcasting event type \"%s\" from schema %d.",
+							   chain->event_type, schema)));
+		if (!JB_ROOT_IS_OBJECT(DatumGetJsonbP(data)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("upcaster %s did not return a JSON object", format_procedure(step->fn)),
+					 errdetail("It was upcasting event type \"%s\" from schema %d.",
+							   chain->event_type, schema)));
 		if (step->to_type != NULL)
 		{
 			/* a rename ends this chain; continue as the new type, schema 1 */
@@ -314,12 +359,6 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
 		else
 			schema++;
 	}
-
-	if (!JB_ROOT_IS_OBJECT(DatumGetJsonbP(data)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("an upcaster of event type \"%s\" did not return a JSON object",
-						text_to_cstring(type))));
 
 	/*
 	 * Rebuild the row with the new values.  The new tuple is formed before
