@@ -36,7 +36,7 @@ REGRESS = setup append read aggregate upcast errors security
 REGRESS_OPTS = --inputdir=. 
 
 # isolation specs (test/isolation/specs + test/isolation/expected)
-ISOLATION = append_race read_out_of_order idempotent_race execute_race
+ISOLATION = append_race read_out_of_order idempotent_race execute_race wait_wakeup
 ISOLATION_OPTS = --inputdir=test/isolation
 
 # Perl TAP (PostgreSQL::Test::Cluster); run as a non-root user

@@ -3,7 +3,8 @@
 #
 #   1. deps.sh, then make (-Werror) and make install
 #   2. pg_regress (REGRESS)        in a throwaway pg_virtualenv cluster
-#   3. isolation  (ISOLATION)      in a throwaway pg_virtualenv cluster
+#   3. isolation  (ISOLATION)      in a throwaway pg_virtualenv cluster that
+#                                  preloads the library
 #   4. pgTAP      (test/pgtap/*.sql, pg_prove) in a throwaway cluster
 #   5. Perl TAP   (test/t/*.pl, PostgreSQL::Test::Cluster); as root these run
 #      as the `postgres` user from a copy of the tree, since initdb refuses root
@@ -28,6 +29,9 @@ summary() { printf '\n%d passed, %d failed\n' "$PASSED" "$FAILED"; }
 
 # Throwaway cluster: temp dir even as root, PostgreSQL 15 only.
 in_cluster() { pg_virtualenv -t -v 15 -o max_prepared_transactions=10 "$@" </dev/null; }
+# The same with the library preloaded (es_wait sleeps on its shared condition
+# variable only then): for the isolation suite.
+in_cluster_preload() { pg_virtualenv -t -v 15 -o max_prepared_transactions=10 -o shared_preload_libraries=event_sourcing "$@" </dev/null; }
 
 # run_suite NAME CMD...: run CMD with its output shown and logged, then count
 # the tests from the pg_regress ("All N tests passed", "M of N tests failed")
@@ -90,7 +94,7 @@ fi
 
 if has_files 'test/isolation/specs/*.spec'; then
   rm -f output_iso/regression.diffs
-  run_suite "isolation" in_cluster make --no-print-directory installcheck PG_CONFIG="$PG_CONFIG" TAP_TESTS= REGRESS= \
+  run_suite "isolation" in_cluster_preload make --no-print-directory installcheck PG_CONFIG="$PG_CONFIG" TAP_TESTS= REGRESS= \
     || show_diffs output_iso/regression.diffs
 else
   section "isolation"; echo "skipped: no test/isolation/specs/*.spec yet"
