@@ -40,6 +40,7 @@
 #include "utils/regproc.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "compat.h"
 #include "event_sourcing.h"
@@ -60,6 +61,7 @@ typedef struct EsUpcastStep
 	FmgrInfo	flinfo;
 	char	   *to_type;		/* NULL: keeps the type */
 	Oid			checked_user;	/* EXECUTE was checked for this user */
+	bool		missing;		/* the function was dropped */
 } EsUpcastStep;
 
 /* The chain of one event type. */
@@ -153,7 +155,10 @@ load_cache(void)
 
 		step = &chain->steps[chain->nsteps++];
 		step->fn = DatumGetObjectId(heap_getattr(tup, Anum_es_upcasters_upcast, desc, &isnull));
-		fmgr_info_cxt(step->fn, &step->flinfo, c->cxt);
+		/* a dropped function breaks only the reads that need this step */
+		step->missing = !SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(step->fn));
+		if (!step->missing)
+			fmgr_info_cxt(step->fn, &step->flinfo, c->cxt);
 		d = heap_getattr(tup, Anum_es_upcasters_to_type, desc, &isnull);
 		old = MemoryContextSwitchTo(c->cxt);
 		step->to_type = isnull ? NULL : TextDatumGetCString(d);
@@ -163,7 +168,8 @@ load_cache(void)
 		/* what every fold depends on: the steps and what their functions do */
 		c->fingerprint = hash_combine64(c->fingerprint,
 										hash_bytes_extended((const unsigned char *) key, strlen(key), from));
-		c->fingerprint = hash_combine64(c->fingerprint, es_function_fingerprint(step->fn));
+		c->fingerprint = hash_combine64(c->fingerprint,
+										step->missing ? (uint64) step->fn : es_function_fingerprint(step->fn));
 		if (step->to_type)
 			c->fingerprint = hash_combine64(c->fingerprint,
 											hash_bytes_extended((const unsigned char *) step->to_type,
@@ -325,6 +331,17 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
 					 errmsg("upcasting event type \"%s\" did not end after %d steps",
 							chain->event_type, ES_MAX_UPCAST_STEPS),
 					 errhint("Renaming upcasters form a cycle; check es_upcasters.")));
+
+		if (step->missing)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("the upcaster of event type \"%s\" from schema %d no longer exists",
+							chain->event_type, schema),
+					 errdetail("Its function (OID %u) was dropped.", step->fn),
+					 errhint("Create the function again and, as the extension's owner, point the "
+							 "es_upcasters row at it: UPDATE es_upcasters SET upcast = 'name(jsonb)' "
+							 "WHERE event_type = '%s' AND from_schema = %d.",
+							 chain->event_type, schema)));
 
 		/* EXECUTE is checked once per user, when the step is first used */
 		if (step->checked_user != GetUserId())
