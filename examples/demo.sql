@@ -98,3 +98,8 @@ SELECT es_execute('account-7', '{"type": "Withdraw", "amount": 10}');
 SELECT es_execute('account-7', '{"type": "Close"}');
 SELECT stream_version, event_type, data FROM es_load('account-7');
 SELECT * FROM es_aggregate('account-7');
+
+------------------------------------------------------------------------
+-- Part 3: an event type that changed shape twice (examples/upcasting.sql)
+------------------------------------------------------------------------
+\i examples/upcasting.sql
