@@ -129,10 +129,10 @@ read_definition(const char *category, EsAggDef *def)
 /*
  * lookup_definition
  *		The aggregate definition of a category, copied into the caller's
- *		memory context; raises 42704 when there is none.
+ *		memory context.  When there is none: false if missing_ok, else 42704.
  */
-static void
-lookup_definition(const char *category, int len, EsAggDef *out)
+static bool
+lookup_definition(const char *category, int len, EsAggDef *out, bool missing_ok)
 {
 	char		key[ES_MAX_NAME_BYTES + 1];
 	EsAggDef   *def;
@@ -168,18 +168,19 @@ lookup_definition(const char *category, int len, EsAggDef *out)
 
 		memset(&fresh, 0, sizeof(fresh));
 		if (!read_definition(key, &fresh))
+		{
+			if (missing_ok)
+				return false;
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("no aggregate is defined for category \"%s\"", key),
 					 errhint("Define one with es_define_aggregate('%s', evolve_function).", key)));
+		}
 		fresh.fingerprint = es_fingerprint(fresh.definition_id, fresh.evolve);
 
 		/* the lookups above may have moved the generation: start over */
 		if (defs_generation != es_catalog_generation())
-		{
-			lookup_definition(category, len, out);
-			return;
-		}
+			return lookup_definition(category, len, out, missing_ok);
 		def = (EsAggDef *) hash_search(defs, key, HASH_ENTER, &found);
 		old = MemoryContextSwitchTo(defs_cxt);
 		memcpy(def->category, key, sizeof(key));
@@ -194,6 +195,7 @@ lookup_definition(const char *category, int len, EsAggDef *out)
 
 	*out = *def;
 	out->initial_state = DatumGetJsonbPCopy(JsonbPGetDatum(def->initial_state));
+	return true;
 }
 
 /*
@@ -203,7 +205,22 @@ lookup_definition(const char *category, int len, EsAggDef *out)
 static void
 lookup_stream_definition(text *stream_id, EsAggDef *def)
 {
-	lookup_definition(VARDATA_ANY(stream_id), es_category_len(stream_id), def);
+	(void) lookup_definition(VARDATA_ANY(stream_id), es_category_len(stream_id), def, false);
+}
+
+/*
+ * es_stream_fingerprint
+ *		The fingerprint a snapshot of this stream must carry to be usable now:
+ *		that of its category's aggregate, 0 when the category has none.
+ */
+int64
+es_stream_fingerprint(text *stream_id)
+{
+	EsAggDef	def;
+
+	if (!lookup_definition(VARDATA_ANY(stream_id), es_category_len(stream_id), &def, true))
+		return 0;
+	return def.fingerprint;
 }
 
 /*

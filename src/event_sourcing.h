@@ -78,6 +78,7 @@ extern void es_check_name(const char *what, int len);
 extern void es_check_stream_id(text *stream_id);
 extern void es_check_object(Jsonb *jb, const char *what);
 extern const char *es_jsonb_kind(Jsonb *jb);
+extern int	es_category_len(text *stream_id);
 
 /* callback.c: user functions called from C */
 typedef struct EsCallback
@@ -96,9 +97,6 @@ extern uint64 es_function_fingerprint(Oid fn);
 /* snapshot.c: snapshot storage and definition fingerprints */
 extern int	es_snapshots_to_keep;
 extern int64 es_fingerprint(int64 definition_id, Oid evolve);
-extern int64 es_definition_fingerprint(const char *category, int len);
-extern int64 es_stream_fingerprint(text *stream_id);
-extern int	es_category_len(text *stream_id);
 extern bool es_snapshot_find(text *stream_id, int64 fingerprint, int64 max_version,
 							 int64 *version, Jsonb **state);
 extern void es_snapshot_store(text *stream_id, int64 version, int64 fingerprint,
@@ -130,6 +128,9 @@ extern void es_note_append(void);
 
 /* uuidv7.c: time-ordered event ids */
 extern void es_uuidv7(pg_uuid_t *uuid);
+
+/* aggregate.c: what snapshots of a stream must be made by */
+extern int64 es_stream_fingerprint(text *stream_id);
 
 /* append.c: appending a JSON array of events (es_execute uses it) */
 extern int64 es_append_batch_jsonb(text *stream_id, bool any_version,

@@ -11,6 +11,8 @@
  * redefining the aggregate or replacing its evolve function (CREATE OR
  * REPLACE FUNCTION) makes older snapshots unusable without any manual step.
  * Snapshots saved for a category that has no aggregate carry fingerprint 0.
+ * (The fingerprint a stream's snapshots need now comes from aggregate.c's
+ * cached definition: es_stream_fingerprint.)
  *
  * Several snapshots per stream may exist (a fold to an older version starts
  * from an older snapshot).  event_sourcing.snapshots_to_keep bounds them.
@@ -55,10 +57,6 @@ static uint64 plans_generation = 0;
 #define Anum_es_snapshots_fingerprint	3
 #define Anum_es_snapshots_state			4
 
-/* columns of es_aggregates read here */
-#define Anum_es_aggregates_evolve		2
-#define Anum_es_aggregates_definition_id 6
-
 /*
  * es_fingerprint
  *		The fingerprint of a definition: its id, its evolve function, and the
@@ -73,45 +71,6 @@ es_fingerprint(int64 definition_id, Oid evolve)
 	h = hash_combine64(h, es_upcast_fingerprint());
 	/* 0 means "no aggregate"; never produce it for a real definition */
 	return h == 0 ? 1 : (int64) h;
-}
-
-/*
- * es_definition_fingerprint
- *		The fingerprint of the aggregate defined for a category, 0 if none.
- */
-int64
-es_definition_fingerprint(const char *category, int len)
-{
-	const EsCatalog *cat = es_catalog();
-	Relation	rel;
-	Relation	index;
-	SysScanDesc scan;
-	ScanKeyData key;
-	HeapTuple	tup;
-	int64		result = 0;
-
-	rel = table_open(cat->aggregates, AccessShareLock);
-	index = index_open(cat->aggregates_pkey, AccessShareLock);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ,
-				PointerGetDatum(cstring_to_text_with_len(category, len)));
-	scan = systable_beginscan_ordered(rel, index, GetActiveSnapshot(), 1, &key);
-	tup = systable_getnext_ordered(scan, ForwardScanDirection);
-	if (HeapTupleIsValid(tup))
-	{
-		bool		isnull;
-		Oid			evolve;
-		int64		defid;
-
-		evolve = DatumGetObjectId(heap_getattr(tup, Anum_es_aggregates_evolve,
-											   RelationGetDescr(rel), &isnull));
-		defid = DatumGetInt64(heap_getattr(tup, Anum_es_aggregates_definition_id,
-										   RelationGetDescr(rel), &isnull));
-		result = es_fingerprint(defid, evolve);
-	}
-	systable_endscan_ordered(scan);
-	index_close(index, AccessShareLock);
-	table_close(rel, AccessShareLock);
-	return result;
 }
 
 /*
@@ -253,29 +212,6 @@ es_snapshot_store(text *stream_id, int64 version, int64 fingerprint, Jsonb *stat
 
 	SPI_finish();
 	es_restore_user(&saved_user);
-}
-
-/*
- * category_len
- *		Length of the category of a stream id: the bytes before the first '-'.
- */
-int
-es_category_len(text *stream_id)
-{
-	const char *p = VARDATA_ANY(stream_id);
-	const char *dash = memchr(p, '-', VARSIZE_ANY_EXHDR(stream_id));
-
-	return dash ? (int) (dash - p) : (int) VARSIZE_ANY_EXHDR(stream_id);
-}
-
-/*
- * es_stream_fingerprint
- *		The fingerprint of the aggregate of the stream's category, 0 if none.
- */
-int64
-es_stream_fingerprint(text *stream_id)
-{
-	return es_definition_fingerprint(VARDATA_ANY(stream_id), es_category_len(stream_id));
 }
 
 PG_FUNCTION_INFO_V1(es_stream_fingerprint_sql);

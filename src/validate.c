@@ -100,3 +100,17 @@ es_check_object(Jsonb *jb, const char *what)
 				 errdetail("The value given is a JSON %s.", es_jsonb_kind(jb)),
 				 errhint("Wrap the value in an object, for example {\"value\": ...}.")));
 }
+
+/*
+ * es_category_len
+ *		Length of the category of a stream id: the bytes before the first '-'
+ *		(the whole id when it has none).
+ */
+int
+es_category_len(text *stream_id)
+{
+	const char *p = VARDATA_ANY(stream_id);
+	const char *dash = memchr(p, '-', VARSIZE_ANY_EXHDR(stream_id));
+
+	return dash ? (int) (dash - p) : (int) VARSIZE_ANY_EXHDR(stream_id);
+}
