@@ -58,6 +58,7 @@ typedef struct EsEventInput
 	text	   *type;
 	Jsonb	   *data;
 	Jsonb	   *metadata;
+	Jsonb	   *original_metadata;	/* before audit keys were merged in */
 	pg_uuid_t	id;
 	bool		id_given;
 } EsEventInput;
@@ -455,8 +456,21 @@ append_events(text *stream_id, bool any_version, int64 expected,
 	/* audit keys from the session's settings, unless the event has them */
 	audit = es_audit_metadata();
 	if (audit != NULL)
+	{
 		for (int i = 0; i < n; i++)
+		{
+			/* events of a batch often share their metadata: merge it once */
+			if (i > 0 && VARSIZE(ev[i].metadata) == VARSIZE(ev[i - 1].original_metadata) &&
+				memcmp(ev[i].metadata, ev[i - 1].original_metadata, VARSIZE(ev[i].metadata)) == 0)
+			{
+				ev[i].original_metadata = ev[i].metadata;
+				ev[i].metadata = ev[i - 1].metadata;
+				continue;
+			}
+			ev[i].original_metadata = ev[i].metadata;
 			ev[i].metadata = es_merge_metadata(audit, ev[i].metadata);
+		}
+	}
 
 	for (int i = 0; i < n; i++)
 		insert_event(&st, stream_id, current + i + 1, &ev[i], recorded_at, seqoid);

@@ -78,6 +78,10 @@ typedef struct EsUpcastCache
 {
 	MemoryContext cxt;
 	HTAB	   *chains;			/* NULL when there is no upcaster */
+	/* the last type looked up, and its chain: events come in runs of a type */
+	char		last_type[ES_MAX_NAME_BYTES + 1];
+	int			last_len;		/* -1: none yet */
+	EsUpcastChain *last_chain;
 	uint64		fingerprint;	/* of the whole registry, 0 when empty */
 	uint64		generation;
 	int			pins;
@@ -106,6 +110,7 @@ load_cache(void)
 	c->cxt = AllocSetContextCreate(CacheMemoryContext, "event_sourcing upcasters",
 								   ALLOCSET_SMALL_SIZES);
 	c->generation = generation;
+	c->last_len = -1;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = ES_MAX_NAME_BYTES + 1;
@@ -215,9 +220,14 @@ find_chain(EsUpcastCache *c, const char *type, int len)
 
 	if (c->chains == NULL || len > ES_MAX_NAME_BYTES)
 		return NULL;
+	if (len == c->last_len && memcmp(type, c->last_type, len) == 0)
+		return c->last_chain;
 	memset(key, 0, sizeof(key));
 	memcpy(key, type, len);
-	return hash_search(c->chains, key, HASH_FIND, NULL);
+	c->last_chain = hash_search(c->chains, key, HASH_FIND, NULL);
+	memcpy(c->last_type, type, len);
+	c->last_len = len;
+	return c->last_chain;
 }
 
 /*
@@ -314,10 +324,13 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
 	if (c == NULL)
 		return false;
 
+	/* the type first: most types have no upcaster, and it comes before schema */
 	type = DatumGetTextPP(slot_getattr(slot, Anum_es_events_event_type, &isnull));
-	schema = DatumGetInt32(slot_getattr(slot, Anum_es_events_schema_version, &isnull));
 	chain = find_chain(c, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type));
-	if (chain == NULL || schema > chain->nsteps || schema < 1)
+	if (chain == NULL)
+		return false;
+	schema = DatumGetInt32(slot_getattr(slot, Anum_es_events_schema_version, &isnull));
+	if (schema > chain->nsteps || schema < 1)
 		return false;
 
 	data = slot_getattr(slot, Anum_es_events_data, &isnull);
