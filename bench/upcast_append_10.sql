@@ -1,0 +1,4 @@
+-- bench/upcast_append_10.sql: a 10-event batch per transaction, empty metadata.
+\set s random(1, 10000)
+SELECT es_append('bench-' || :s, NULL,
+  '[{"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}}]'::jsonb);

@@ -1,0 +1,5 @@
+-- bench/upcast_append_own_10.sql: a 10-event batch per transaction, each event
+-- with its own small metadata object.
+\set s random(1, 10000)
+SELECT es_append('bench-' || :s, NULL,
+  '[{"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}, "metadata": {"source": "web"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}, "metadata": {"source": "web"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}, "metadata": {"source": "web"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}, "metadata": {"source": "web"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}, "metadata": {"source": "web"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}, "metadata": {"source": "web"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}, "metadata": {"source": "web"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}, "metadata": {"source": "web"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}, "metadata": {"source": "web"}}, {"type": "Deposited", "data": {"amount": 10, "currency": "EUR"}, "metadata": {"source": "web"}}]'::jsonb);

@@ -1,0 +1,457 @@
+#!/usr/bin/env bash
+# bench/upcast_bench.sh: the cost of upcasting on reads, and of the audit
+# metadata settings on appends, with pgbench.
+#
+#   bench/upcast_bench.sh                 full run (~6 min on 2 cores, plus any wait)
+#   bench/upcast_bench.sh --quick         smoke test (-d 1 -r 1, ~1 min)
+#   bench/upcast_bench.sh -d 5 -r 5       5 rounds of 5 s runs
+#   bench/upcast_bench.sh --existing      use the server that PGHOST/PGPORT/
+#                                         PGUSER/... point at, not a new one
+#   bench/upcast_bench.sh --build         benchmark the repository's HEAD
+#                                         commit, built into a private directory
+#   bench/upcast_bench.sh --no-wait       do not wait for other benchmarks
+#
+# --build exports HEAD (git archive) to a temporary directory, builds it and
+# installs it there (make install DESTDIR=...), and points the throwaway
+# cluster at it (Debian's extension_destdir and dynamic_library_path), so
+# the run measures that one commit even if someone runs make install
+# meanwhile; the report names the commit.  Without --build the installed
+# extension is measured (make && make install first).
+#
+# Default: a throwaway PostgreSQL 15 cluster made by Debian's pg_virtualenv
+# (temporary directory, removed at the end) with the settings in PGCONF below
+# (the same as append_bench.sh: fsync turned back on), printed in the report.
+# With --existing the server's own settings apply (also printed); the role
+# must be allowed to CREATE DATABASE and CREATE EXTENSION event_sourcing.
+# Either way everything happens in three new databases, es_ubench_<pid>_up,
+# _none and _app, dropped at the end.
+#
+# Other benchmarks.  The machine is small and shared: before every measuring
+# run the script waits (polling every 10 s) until no other bench/*_bench.sh
+# is running, and a run during which another one started is discarded and
+# done again.  The report says how long it waited and how many runs it
+# redid.  --no-wait turns this off (smoke tests).
+#
+# Part 1, reading through upcasters (claim: upcasting is cheap enough to read
+# through).  The store (bench/upcast_setup.sql) holds two streams of 1,000
+# events each, appended in 100 interleaved batches of 10, both with data
+# {"amount": 10}: 'plain-1' of type 'Noted' and 'up-1' of type
+# 'MoneyDeposited', stored at schema 1.  That database is then copied
+# (CREATE DATABASE ... TEMPLATE, so the copy is physically identical) into
+# _none, which never gets an upcaster, and _up gets the chain of
+# bench/upcast_define.sql: MoneyDeposited 1->2 (SQL function
+# `SELECT data || '{"currency": "EUR"}'`) and 2->3 (SQL function
+# `jsonb_build_object('value', data->'amount', 'currency', data->'currency')`).
+# Three variants, 1 client:
+#
+#   up      es_load('up-1')    in _up:   every event goes through 2 steps
+#   plain   es_load('plain-1') in _up:   upcasters exist, but for another type
+#   none    es_load('plain-1') in _none: no upcaster at all in the store
+#
+# each as `SELECT * FROM es_load(...)` (all rows to the client,
+# bench/upcast_read_{up,plain}.sql) and `SELECT count(e) FROM es_load(...) e`
+# (server side only, bench/upcast_read_{up,plain}_count.sql).  Ratios:
+# up/plain (the cost of a 2-step chain) and plain/none (the cost for types
+# without upcasters, when other types have some; expected ~1.0).
+#
+# Part 2, appending with the audit metadata settings (claim: set/unset >=
+# 0.95).  es_append to 'bench-' || random(1, 10000), expected version NULL,
+# data {"amount": 10, "currency": "EUR"}; 1 event per transaction
+# (bench/upcast_append_1.sql) or 10-event batches
+# (bench/upcast_append_10.sql); events with empty metadata, or with their own
+# small object {"source": "web"} (bench/upcast_append_own_{1,10}.sql: merged
+# with the audit keys by jsonb ||, while empty metadata simply becomes the
+# audit object); 1 client and 4 clients with synchronous_commit=off, and 1
+# client with synchronous_commit=on.  Variants:
+#
+#   unset   PGOPTIONS='-c synchronous_commit=...'
+#   set     PGOPTIONS='-c synchronous_commit=... -c event_sourcing.correlation_id=req-123
+#                      -c event_sourcing.actor=alice -c event_sourcing.causation_id=cmd-9'
+#
+# (the settings are placeholders until the library loads at the connection's
+# first es_append; the defined settings then take their values).  After every
+# run the script checks that the store holds exactly transactions x events
+# rows, that with "set" every row's metadata has the three keys with these
+# values (and "source" when the event had it), and that with "unset" none
+# has any of them; the report shows stored rows of each variant.
+#
+# Method (as append_bench.sh).  All runs in one cluster.  Every variant of a
+# setting runs once per round, -r N rounds (default 5) of -d SEC pgbench runs
+# (default 3 s for part 1, 2 s for part 2, or -d for both); the order is
+# reversed from one round to the next, so drift and bursts of noise on the
+# machine hit the variants alike.  The tables show the median of the rounds;
+# every run is listed under "Runs".  Every append run starts from an empty
+# store (extension dropped and re-created in _app) after a CHECKPOINT.  A
+# discarded warm-up precedes each part.  pgbench -n (no vacuum) -M prepared,
+# -j 1 for 1 client and -j 2 for 4.  events/s = tps x events per
+# transaction (x 1,000 for reads).
+#
+# The report goes to stdout (Markdown) and, with every pgbench log, to a
+# directory printed at the end.  Progress goes to stderr.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DURATION=
+ROUNDS=5
+EXISTING=0
+BUILD=0
+WAIT=1
+
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
+
+while (($#)); do
+  case $1 in
+    -d|--duration) DURATION=${2:?}; shift 2 ;;
+    -r|--rounds) ROUNDS=${2:?}; shift 2 ;;
+    --quick) DURATION=1 ROUNDS=1; shift ;;
+    --existing) EXISTING=1; shift ;;
+    --build) BUILD=1; shift ;;
+    --no-wait) WAIT=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[[ -z $DURATION || $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "duration must be a positive integer" >&2; exit 2; }
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "rounds must be a positive integer" >&2; exit 2; }
+READ_SECS=${DURATION:-3}
+APPEND_SECS=${DURATION:-2}
+
+# Settings of the throwaway cluster (pg_virtualenv -o), as append_bench.sh.
+PGCONF=(
+  shared_buffers=1GB       # everything stays in memory
+  fsync=on                 # pg_virtualenv's default is off
+  max_wal_size=8GB         # no checkpoint during a run
+  min_wal_size=2GB         # WAL segments are recycled, not created, in later runs
+  checkpoint_timeout=30min
+  autovacuum=off           # the store is emptied before every append run; no background noise
+)
+
+if ((EXISTING && BUILD)); then
+  echo "--build needs the throwaway cluster; it cannot be combined with --existing" >&2; exit 2
+fi
+
+if ((EXISTING == 0)) && [[ -z ${ES_BENCH_IN_VIRTUALENV:-} ]]; then
+  command -v pg_virtualenv >/dev/null || { echo "pg_virtualenv not found (apt-get install postgresql-common), or use --existing" >&2; exit 1; }
+  opts=()
+  for o in "${PGCONF[@]}"; do opts+=(-o "$o"); done
+  BUILDDIR=
+  if ((BUILD)); then
+    BUILDDIR=$(mktemp -d -t es_bench_build.XXXXXX)
+    chmod 755 "$BUILDDIR"   # the server runs as postgres
+    trap 'rm -rf "$BUILDDIR"' EXIT
+    rev=$(git -C "$HERE/.." rev-parse HEAD)
+    echo "building $rev in $BUILDDIR" >&2
+    git -C "$HERE/.." archive "$rev" | tar -x -C "$BUILDDIR"
+    make -C "$BUILDDIR" -s -j"$(nproc)" >/dev/null
+    make -C "$BUILDDIR" -s install DESTDIR="$BUILDDIR/inst" >/dev/null
+    libdir=$(pg_config --pkglibdir)
+    opts+=(-o "extension_destdir=$BUILDDIR/inst" -o "dynamic_library_path=$BUILDDIR/inst$libdir:$libdir")
+    export ES_BENCH_BUILT="commit $rev (--build: built into a private directory)"
+  fi
+  unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSERVICE PGCLUSTER PGOPTIONS
+  export ES_BENCH_IN_VIRTUALENV=1
+  args=(-r "$ROUNDS")
+  [[ -z $DURATION ]] || args+=(-d "$DURATION")
+  ((WAIT)) || args+=(--no-wait)
+  rc=0
+  pg_virtualenv -t -v 15 "${opts[@]}" -- bash "${BASH_SOURCE[0]}" "${args[@]}" </dev/null || rc=$?
+  exit "$rc"
+fi
+
+# ---------------------------------------------------------------------------
+# From here on, libpq's environment points at the server to use.
+unset PGOPTIONS
+LOGDIR=$(mktemp -d -t es_ubench.XXXXXX)
+REPORT="$LOGDIR/report.md"
+DB_UP="es_ubench_$$_up"
+DB_NONE="es_ubench_$$_none"
+DB_APP="es_ubench_$$_app"
+AUDIT_OPTS='-c event_sourcing.correlation_id=req-123 -c event_sourcing.actor=alice -c event_sourcing.causation_id=cmd-9'
+START=$SECONDS
+
+say() { printf '%s\n' "$*" >&2; }
+out() { printf '%s\n' "$*" | tee -a "$REPORT"; }
+q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+qdb() { local db=$1; shift; PGOPTIONS='-c client_min_messages=warning' q -d "$db" "$@"; }
+
+if [[ $(q -d postgres -c "SELECT count(*) FROM pg_available_extensions WHERE name = 'event_sourcing'") != 1 ]]; then
+  say "event_sourcing is not installed on this server: run 'make && make install' first"
+  exit 1
+fi
+cleanup() {
+  local db
+  for db in "$DB_UP" "$DB_NONE" "$DB_APP"; do
+    q -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+  done
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------------------
+# Other benchmarks on the machine.
+WAITED=0 REDONE=0
+# others: pids of other benchmark scripts (bench/*_bench.sh but this one).
+# The bracket keeps the pattern from matching pgrep's own command line.
+others() {
+  local p cmd
+  for p in $(pgrep -f '[A-Za-z0-9]_bench[.]sh' || true); do
+    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline") || continue
+    [[ $cmd == *upcast_bench.sh* ]] && continue
+    echo "$p"
+  done
+}
+# wait_others: return once no other benchmark runs (poll every 10 s).
+wait_others() {
+  ((WAIT)) || return 0
+  local o
+  o=$(others)
+  [[ -z $o ]] && return 0
+  say "  waiting for other benchmarks to finish (pids ${o//$'\n'/ })"
+  while [[ -n $(others) ]]; do sleep 10; WAITED=$((WAITED + 10)); done
+}
+# disturbed: true when another benchmark runs now (it started during the
+# run just made, since wait_others cleared the way before it).
+disturbed() {
+  ((WAIT)) || return 1
+  [[ -n $(others) ]] || return 1
+  REDONE=$((REDONE + 1))
+  say "  another benchmark started during this run: discarding it"
+  return 0
+}
+
+RUN=0
+# pgrun NAME SCRIPT DB CLIENTS SYNC SECONDS [PGOPTIONS]: one pgbench run;
+# sets TPS and TX (transactions processed).
+pgrun() {
+  local name=$1 script=$2 db=$3 clients=$4 sync=$5 secs=$6 extra=${7:-} jobs=1 log failed
+  ((clients > 1)) && jobs=2
+  RUN=$((RUN + 1))
+  log=$(printf '%s/%03d-%s.log' "$LOGDIR" "$RUN" "$name")
+  say "  run $RUN: $name (-c $clients, synchronous_commit=$sync, ${secs}s)"
+  if ! PGOPTIONS="-c synchronous_commit=$sync${extra:+ $extra}" \
+       pgbench -n -M prepared -c "$clients" -j "$jobs" -T "$secs" \
+               -f "$HERE/$script" "$db" >"$log" 2>&1; then
+    say "pgbench failed:"; cat "$log" >&2; exit 1
+  fi
+  failed=$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' "$log")
+  if [[ -n $failed && $failed != 0 ]]; then
+    say "pgbench reports $failed failed transactions:"; cat "$log" >&2; exit 1
+  fi
+  TPS=$(sed -nE 's/^tps = ([0-9.]+) .*/\1/p' "$log")
+  TX=$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$log")
+  [[ -n $TPS && -n $TX ]] || { say "cannot parse $log"; exit 1; }
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.0f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+below() { awk -v a="$1" -v b="$2" -v m="$3" 'BEGIN { exit !(b > 0 && a / b < m) }'; }
+join() { local o="" x; for x in "$@"; do o+="${o:+, }$x"; done; echo "$o"; }
+# order ROUND NAME...: the names, reversed in even rounds.
+order() {
+  local r=$1 i; shift
+  local a=("$@")
+  if ((r % 2)); then echo "${a[@]}"; else for ((i = ${#a[@]} - 1; i >= 0; i--)); do printf '%s ' "${a[i]}"; done; echo; fi
+}
+
+# ---------------------------------------------------------------------------
+wait_others
+say "es_ubench: logs in $LOGDIR"
+out "# event_sourcing upcasting and audit metadata benchmark"
+out ""
+out "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+out "- machine: $(nproc) CPUs ($(lscpu 2>/dev/null | sed -nE 's/^Model name: *//p' | head -1)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)"
+out "- server: $(q -d postgres -c 'SELECT version()')"
+out "- client: $(pgbench --version), on the same machine, connecting to ${PGHOST:-the default socket}"
+if ((EXISTING)); then
+  out "- cluster: existing server (--existing), databases $DB_UP, $DB_NONE, $DB_APP"
+else
+  out "- cluster: throwaway, \`pg_virtualenv -t -v 15$(printf ' -o %s' "${PGCONF[@]}")\`"
+fi
+if [[ -n ${ES_BENCH_BUILT:-} ]]; then
+  out "- extension: $ES_BENCH_BUILT"
+else
+  out "- extension: the installed build; repository HEAD is $(git -C "$HERE/.." rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$HERE/.." diff --quiet HEAD -- . ':!bench' 2>/dev/null || echo ', with uncommitted changes')"
+fi
+out "- server settings: $(q -d postgres -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','fsync','synchronous_commit','wal_sync_method','full_page_writes','wal_level','max_wal_size','min_wal_size','checkpoint_timeout','autovacuum','wal_buffers','jit')")"
+out "- pgbench: \`pgbench -n -M prepared -T SEC -c C -j J -f bench/<script> <db>\` (J = 1 for 1 client, 2 for 4); PGOPTIONS per run"
+out "- $ROUNDS round(s) of one run per variant and setting ($READ_SECS s runs for reading, $APPEND_SECS s for appending), the order reversed every round; the tables show the median"
+out ""
+
+# ---------------------------------------------------------------------------
+say "part 1: setting up the read stores"
+q -d postgres -c "CREATE DATABASE $DB_UP" >/dev/null
+qdb "$DB_UP" -c "CREATE EXTENSION event_sourcing" -f "$HERE/upcast_setup.sql" >/dev/null
+q -d postgres -c "CREATE DATABASE $DB_NONE TEMPLATE $DB_UP" >/dev/null
+qdb "$DB_UP" -f "$HERE/upcast_define.sql" >/dev/null
+for db in "$DB_UP" "$DB_NONE"; do
+  [[ $(qdb "$db" -c "SELECT (SELECT count(*) FROM es_load('up-1')) || ' ' || (SELECT count(*) FROM es_load('plain-1'))") == "1000 1000" ]] \
+    || { say "$db: up-1 and plain-1 must have 1000 events each"; exit 1; }
+done
+[[ $(qdb "$DB_UP" -c "SELECT count(*) FROM es_upcasters") == 2 && $(qdb "$DB_NONE" -c "SELECT count(*) FROM es_upcasters") == 0 ]] \
+  || { say "expected 2 upcasters in $DB_UP and none in $DB_NONE"; exit 1; }
+[[ $(qdb "$DB_UP" -c "SELECT count(*) FROM es_load('up-1') WHERE schema_version = 3 AND event_type = 'MoneyDeposited' AND data = '{\"value\": 10, \"currency\": \"EUR\"}'") == 1000 ]] \
+  || { say "es_load('up-1') does not return the upcast events"; exit 1; }
+[[ $(qdb "$DB_UP" -c "SELECT count(*) FROM es_events WHERE schema_version = 1") == 2000 ]] \
+  || { say "the stored events must all be at schema 1"; exit 1; }
+[[ $(qdb "$DB_NONE" -c "SELECT count(*) FROM es_load('up-1') WHERE schema_version = 1 AND data = '{\"amount\": 10}'") == 1000 ]] \
+  || { say "$DB_NONE must return up-1 as stored"; exit 1; }
+[[ $(qdb "$DB_UP" -c "SELECT (SELECT array_agg(e ORDER BY stream_version) FROM es_load('plain-1') e) = (SELECT array_agg(e ORDER BY stream_version) FROM es_events e WHERE stream_id = 'plain-1')") == t ]] \
+  || { say "es_load('plain-1') must return the stored rows"; exit 1; }
+
+declare -A RDB=([up]=$DB_UP [plain]=$DB_UP [none]=$DB_NONE)
+declare -A RSTREAM=([up]=up [plain]=plain [none]=plain)
+RUNS=()
+# read_group KIND LABEL: the rounds of up, plain and none for one query
+# kind ("" = all rows, "_count" = server side); prints a table row.
+read_group() {
+  local kind=$1 label=$2 r v
+  local -A ALL=() R=()
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for v in $(order "$r" up plain none); do
+      while :; do
+        wait_others
+        pgrun "read-$v${kind}" "upcast_read_${RSTREAM[$v]}${kind}.sql" "${RDB[$v]}" 1 on "$READ_SECS"
+        disturbed || break
+      done
+      ALL[$v]+="$(printf '%.0f' "$TPS") "
+    done
+  done
+  for v in up plain none; do
+    # shellcheck disable=SC2086
+    R[$v]=$(median ${ALL[$v]})
+  done
+  out "| $label | ${R[up]} | $((R[up] * 1000)) | ${R[plain]} | $((R[plain] * 1000)) | **$(ratio "${R[up]}" "${R[plain]}")** | ${R[none]} | **$(ratio "${R[plain]}" "${R[none]}")** |"
+  # shellcheck disable=SC2086
+  RUNS+=("- $label: up $(join ${ALL[up]}); plain $(join ${ALL[plain]}); none $(join ${ALL[none]})")
+}
+
+say "part 1: warm-up (discarded)"
+for v in up plain none; do pgrun "warmup-read-$v" "upcast_read_${RSTREAM[$v]}_count.sql" "${RDB[$v]}" 1 on 1; done
+
+say "part 1: reading"
+out "## 1. Reading a 1,000-event stream through a 2-step upcaster chain (1 client)"
+out ""
+out "reads/s (events/s = reads/s x 1,000).  up = \`es_load('up-1')\`, MoneyDeposited stored at schema 1, upcast 1->2->3 by two SQL functions; plain = \`es_load('plain-1')\`, type Noted, in the same store (upcasters exist for another type); none = \`es_load('plain-1')\` in a copy of the store without any upcaster."
+out ""
+out "| query | up reads/s | up events/s | plain reads/s | plain events/s | up / plain | none reads/s | plain / none |"
+out "|:---|---:|---:|---:|---:|---:|---:|---:|"
+read_group "_count" "server side: \`SELECT count(e) FROM es_load(...) e\`"
+read_group "" "all rows to the client: \`SELECT * FROM es_load(...)\`"
+out ""
+out "Runs (reads/s of each $READ_SECS s run, in run order):"
+out ""
+for r in "${RUNS[@]}"; do out "$r"; done
+out ""
+out "What the reads return (first 2 events of each stream, in $DB_UP):"
+out ""
+out '```'
+qdb "$DB_UP" -c "(SELECT stream_id, stream_version, event_type, schema_version, data FROM es_load('up-1', 1, 2)) UNION ALL (SELECT stream_id, stream_version, event_type, schema_version, data FROM es_load('plain-1', 1, 2))" \
+  | tee -a "$REPORT"
+out '```'
+out ""
+
+# ---------------------------------------------------------------------------
+say "part 2: setting up the append store"
+q -d postgres -c "CREATE DATABASE $DB_APP" >/dev/null
+qdb "$DB_APP" -c "CREATE EXTENSION event_sourcing" >/dev/null
+
+reset_app() {
+  qdb "$DB_APP" >/dev/null <<'EOF'
+DROP EXTENSION event_sourcing;
+CREATE EXTENSION event_sourcing;
+CHECKPOINT;
+EOF
+}
+
+declare -A SAMPLE=() ROWSIZE=()
+# append_run VARIANT EVENTS META CLIENTS SYNC SECONDS: reset, run, check the
+# rows; sets EVS (events/s).  VARIANT set|unset, META empty|own.
+append_run() {
+  local variant=$1 ev=$2 meta=$3 clients=$4 sync=$5 secs=$6 script extra="" check
+  if [[ $meta == own ]]; then script=upcast_append_own_$ev.sql; else script=upcast_append_$ev.sql; fi
+  [[ $variant == set ]] && extra=$AUDIT_OPTS
+  reset_app
+  pgrun "$variant-$meta-$ev-c$clients-sync_$sync" "$script" "$DB_APP" "$clients" "$sync" "$secs" "$extra"
+  # rows, rows with all three audit values, rows with any audit key, rows with own metadata
+  check=$(qdb "$DB_APP" -F ' ' -c "SELECT count(*),
+      count(*) FILTER (WHERE metadata @> '{\"correlation_id\": \"req-123\", \"causation_id\": \"cmd-9\", \"actor\": \"alice\"}'),
+      count(*) FILTER (WHERE metadata ?| array['correlation_id', 'causation_id', 'actor']),
+      count(*) FILTER (WHERE metadata @> '{\"source\": \"web\"}')
+    FROM es_events")
+  read -r rows full any own <<<"$check"
+  local want_full=0 want_own=0
+  [[ $variant == set ]] && want_full=$rows
+  [[ $meta == own ]] && want_own=$rows
+  if ((rows != TX * ev || full != want_full || any != want_full || own != want_own)); then
+    say "$variant/$meta: $rows rows (expected $TX transactions x $ev events), $full with all audit values (expected $want_full), $any with some audit key, $own with own metadata (expected $want_own)"
+    exit 1
+  fi
+  local k="$variant-$meta"
+  if [[ -z ${SAMPLE[$k]:-} ]]; then
+    SAMPLE[$k]=$(qdb "$DB_APP" -F ' | ' -c "SELECT stream_id, stream_version, metadata FROM es_events ORDER BY global_position DESC LIMIT 2")
+    ROWSIZE[$k]=$(qdb "$DB_APP" -c "SELECT round(avg(pg_column_size(metadata))) || ' B metadata, ' || round(avg(pg_column_size(e))) || ' B row' FROM es_events e")
+  fi
+  EVS=$(awk -v t="$TPS" -v e="$ev" 'BEGIN { printf "%.0f", t * e }')
+}
+
+say "part 2: warm-up (discarded)"
+for v in unset set; do append_run "$v" 10 own 4 off 1; done
+SAMPLE=() ROWSIZE=()
+
+say "part 2: appending"
+out "## 2. Appending with the audit metadata settings set vs unset"
+out ""
+out "events/s; set = PGOPTIONS='$AUDIT_OPTS' (plus synchronous_commit), unset = no such option; ratio = set / unset (target >= 0.95).  empty = events without metadata of their own; own = each event with {\"source\": \"web\"}."
+out ""
+out "| events/tx | metadata | clients | synchronous_commit | unset | set | set / unset |"
+out "|---:|:---|---:|:---|---:|---:|---:|"
+LOW=() RUNS=()
+for ev in 1 10; do
+  for meta in empty own; do
+    for setting in "1 off" "4 off" "1 on"; do
+      read -r clients sync <<<"$setting"
+      declare -A ALL=() R=()
+      for ((r = 1; r <= ROUNDS; r++)); do
+        for v in $(order "$r" unset set); do
+          while :; do
+            wait_others
+            append_run "$v" "$ev" "$meta" "$clients" "$sync" "$APPEND_SECS"
+            disturbed || break
+          done
+          ALL[$v]+="$EVS "
+        done
+      done
+      # shellcheck disable=SC2086
+      R[unset]=$(median ${ALL[unset]}) R[set]=$(median ${ALL[set]})
+      out "| $ev | $meta | $clients | $sync | ${R[unset]} | ${R[set]} | **$(ratio "${R[set]}" "${R[unset]}")** |"
+      # shellcheck disable=SC2086
+      RUNS+=("- events/tx=$ev, metadata=$meta, clients=$clients, synchronous_commit=$sync: unset $(join ${ALL[unset]}); set $(join ${ALL[set]})")
+      if below "${R[set]}" "${R[unset]}" 0.95; then
+        LOW+=("events/tx=$ev, metadata=$meta, clients=$clients, synchronous_commit=$sync ($(ratio "${R[set]}" "${R[unset]}"))")
+      fi
+      unset ALL R
+    done
+  done
+done
+out ""
+if ((${#LOW[@]})); then
+  out "set / unset below 0.95: $(join "${LOW[@]}")"
+else
+  out "set / unset is at or above 0.95 in every setting."
+fi
+out ""
+out "Runs (events/s of each $APPEND_SECS s run, in run order):"
+out ""
+for r in "${RUNS[@]}"; do out "$r"; done
+out ""
+out "Stored rows (the last 2 of the first measured run of each variant; every run was checked: with set, all rows carry the 3 audit values, with unset none has an audit key):"
+out ""
+out '```'
+for k in unset-empty set-empty unset-own set-own; do
+  out "$k (avg ${ROWSIZE[$k]}):"
+  out "${SAMPLE[$k]}"
+done
+out '```'
+out ""
+out "Waited ${WAITED} s for other benchmarks; $REDONE run(s) discarded and done again because another benchmark started during them. Total time $((SECONDS - START)) s."
+out ""
+out "Logs: $LOGDIR"
