@@ -497,6 +497,28 @@ es_define_upcaster(PG_FUNCTION_ARGS)
 				 errhint("Register further upcasters for \"%s\", starting from schema 1.",
 						 chain->steps[nsteps - 1].to_type)));
 
+	/* a rename must not lead back to this type: follow the renames from to_type */
+	if (!PG_ARGISNULL(3))
+	{
+		char	   *next = text_to_cstring(PG_GETARG_TEXT_PP(3));
+
+		for (int hops = 0; next != NULL && hops < ES_MAX_UPCAST_STEPS; hops++)
+		{
+			EsUpcastChain *c2 = find_chain(c, next, strlen(next));
+
+			if (c2 == NULL || c2->steps[c2->nsteps - 1].to_type == NULL)
+				break;
+			next = c2->steps[c2->nsteps - 1].to_type;
+			if (strcmp(next, type) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("renaming event type \"%s\" to \"%s\" would form a cycle",
+								type, text_to_cstring(PG_GETARG_TEXT_PP(3))),
+						 errdetail("The chain of \"%s\" already leads back to \"%s\" through renames.",
+								   text_to_cstring(PG_GETARG_TEXT_PP(3)), type)));
+		}
+	}
+
 	cat = es_catalog();
 	values[0] = PointerGetDatum(event_type);
 	values[1] = Int32GetDatum(from_schema);
