@@ -22,7 +22,10 @@ OBJS = \
 	src/aggregate.o \
 	src/upcast.o \
 	src/audit.o \
-	src/wait.o
+	src/wait.o \
+	src/projection.o \
+	src/projection_run.o \
+	src/worker.o
 
 DATA = $(wildcard event_sourcing--*.sql)
 

@@ -155,6 +155,44 @@ find_index(ResultRelInfo *rri, Oid indexoid)
 }
 
 /*
+ * True while es_append fires the row triggers of the events it inserted:
+ * the inline projection trigger dispatches only then, so rows inserted any
+ * other way (pg_restore's COPY) are not dispatched.
+ */
+static bool firing = false;
+
+/*
+ * es_append_firing
+ *		Is es_append firing the row triggers of its own inserts?
+ */
+bool
+es_append_firing(void)
+{
+	return firing;
+}
+
+/*
+ * es_append_firing_suspend
+ *		Called around handler calls: an INSERT a handler runs is not ours.
+ *		(An error in between needs no cleanup: close_store restores.)
+ */
+void
+es_append_firing_suspend(void)
+{
+	firing = false;
+}
+
+/*
+ * es_append_firing_resume
+ *		Back to dispatching after es_append_firing_suspend.
+ */
+void
+es_append_firing_resume(void)
+{
+	firing = true;
+}
+
+/*
  * open_store
  *		Open es_events for insertion, with an executor state to insert through.
  */
@@ -200,7 +238,19 @@ open_store(EsAppendState *st)
 static void
 close_store(EsAppendState *st)
 {
-	AfterTriggerEndQuery(st->estate);
+	bool		save_firing = firing;
+
+	/* the queued AFTER INSERT triggers fire here: let inline dispatch run */
+	firing = true;
+	PG_TRY();
+	{
+		AfterTriggerEndQuery(st->estate);
+	}
+	PG_FINALLY();
+	{
+		firing = save_firing;
+	}
+	PG_END_TRY();
 	ExecCloseIndices(st->rri);
 	ExecResetTupleTable(st->estate->es_tupleTable, false);
 	FreeExecutorState(st->estate);

@@ -62,7 +62,9 @@ es_catalog_relcache_callback(Datum arg, Oid relid)
 		relid == cache.snapshots_pkey ||
 		relid == cache.aggregate_seq ||
 		relid == cache.upcasters ||
-		relid == cache.upcasters_pkey)
+		relid == cache.upcasters_pkey ||
+		(OidIsValid(cache.projections) &&
+		 (relid == cache.projections || relid == cache.dead_letters)))
 	{
 		cache_valid = false;
 		generation++;
@@ -231,6 +233,10 @@ es_catalog(void)
 		c.aggregate_seq = lookup_relation("es_aggregate_definition_seq", c.namespace);
 		c.upcasters = lookup_relation("es_upcasters", c.namespace);
 		c.upcasters_pkey = lookup_relation("es_upcasters_pkey", c.namespace);
+		/* added in 1.1: absent until ALTER EXTENSION event_sourcing UPDATE */
+		c.projections = get_relname_relid("es_projection_defs", c.namespace);
+		c.projections_pkey = get_relname_relid("es_projection_defs_pkey", c.namespace);
+		c.dead_letters = get_relname_relid("es_dead_letters", c.namespace);
 		c.owner = relation_owner(c.events);
 		cache = c;
 		cache_valid = true;

@@ -43,6 +43,7 @@ _PG_init(void)
 
 	es_audit_init();
 	es_wait_init();
+	es_worker_init();
 
 	MarkGUCPrefixReserved("event_sourcing");
 }

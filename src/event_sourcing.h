@@ -16,6 +16,7 @@
 #include "access/genam.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
+#include "storage/condition_variable.h"
 #include "utils/jsonb.h"
 #include "utils/snapshot.h"
 #include "utils/timestamp.h"
@@ -56,6 +57,9 @@ typedef struct EsCatalog
 	Oid			aggregate_seq;	/* es_aggregate_definition_seq */
 	Oid			upcasters;		/* es_upcasters */
 	Oid			upcasters_pkey; /* (event_type, from_schema) */
+	Oid			projections;	/* es_projection_defs (InvalidOid before 1.1) */
+	Oid			projections_pkey;	/* (name) */
+	Oid			dead_letters;	/* es_dead_letters */
 	Oid			owner;			/* owner of es_events: the extension's owner */
 } EsCatalog;
 
@@ -125,6 +129,7 @@ extern void es_notify_append(text *stream_id);
 extern int	es_wait_poll_interval;
 extern void es_wait_init(void);
 extern void es_note_append(void);
+extern ConditionVariable *es_append_condition_variable(void);
 
 /* uuidv7.c: time-ordered event ids */
 extern void es_uuidv7(pg_uuid_t *uuid);
@@ -135,6 +140,10 @@ extern int64 es_stream_fingerprint(text *stream_id);
 /* append.c: appending a JSON array of events (es_execute uses it) */
 extern int64 es_append_batch_jsonb(text *stream_id, bool any_version,
 								   int64 expected, Jsonb *events);
+/* append.c: is es_append firing the row triggers of its own inserts? */
+extern bool es_append_firing(void);
+extern void es_append_firing_suspend(void);
+extern void es_append_firing_resume(void);
 
 /* position.c: the high-water mark of the global log */
 extern int64 es_high_water_mark(const EsCatalog *cat, int64 known_position);
@@ -154,5 +163,77 @@ extern EsStreamScan *es_stream_scan_begin(text *stream_id, int64 from, int64 to,
 extern TupleTableSlot *es_stream_scan_next(EsStreamScan *s);
 extern void es_stream_scan_end(EsStreamScan *s);
 extern int64 es_stream_head(text *stream_id, const TimestampTz *as_of);
+
+/* read.c: reading the global log (read functions, async projections) */
+typedef struct EsLogScan
+{
+	int64		high;			/* the high-water mark: nothing past it */
+	int64		last;			/* position of the last event returned */
+	bool		complete;		/* at the end, every event <= high was seen */
+	bool		done;
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	Snapshot	latest;
+	Snapshot	xact;
+	EsUpcaster *upcaster;
+	ScanKeyData keys[2];
+} EsLogScan;
+
+extern EsLogScan *es_log_scan_begin(text *category, int64 after);
+extern TupleTableSlot *es_log_scan_next(EsLogScan *s);
+extern void es_log_scan_end(EsLogScan *s);
+
+/* Columns of es_projection_defs (1-based, as in the 1.0--1.1 script). */
+#define Anum_es_projection_defs_name			1
+#define Anum_es_projection_defs_handler			2
+#define Anum_es_projection_defs_event_types		3
+#define Anum_es_projection_defs_mode			4
+#define Anum_es_projection_defs_reset			5
+#define Anum_es_projection_defs_owner			6
+#define Anum_es_projection_defs_position		7
+#define Anum_es_projection_defs_status			8
+#define Anum_es_projection_defs_last_error		9
+#define Anum_es_projection_defs_failed_position	10
+#define Anum_es_projection_defs_defined_at		11
+#define Anum_es_projection_defs_updated_at		12
+#define Natts_es_projection_defs				12
+
+/* projection.c: one projection definition, ready to call */
+typedef struct EsProjection
+{
+	char	   *name;
+	Oid			handler;
+	Oid			reset;			/* InvalidOid: none */
+	Oid			owner;			/* handlers run as this role */
+	bool		is_inline;
+	int			ntypes;			/* -1: every event type */
+	char	  **types;			/* sorted */
+	int64		position;		/* async: the checkpoint */
+	bool		failed;
+	int64		failed_position;
+	TimestampTz updated_at;
+	bool		ready;			/* cb is set up (es_projection_prepare) */
+	EsCallback	cb;
+} EsProjection;
+
+extern const EsCatalog *es_projections_available(void);
+extern void es_projection_from_tuple(HeapTuple tup, TupleDesc desc, EsProjection *p,
+									 MemoryContext mcxt);
+extern void es_projection_prepare(EsProjection *p, MemoryContext mcxt);
+extern bool es_projection_matches(const EsProjection *p, const char *type);
+extern void es_projection_apply(const EsProjection *p, TupleTableSlot *slot, int64 position);
+extern void es_projection_call_reset(const EsProjection *p);
+extern int	es_projection_cmp(const void *a, const void *b);
+extern void es_projection_check_owner(const char *name, Oid owner);
+extern void es_projection_not_found(const char *name);
+extern char *es_projection_name_arg(FunctionCallInfo fcinfo, int argno);
+
+/* projection_run.c: driving async projections (SQL functions, the worker) */
+extern int64 es_projection_run_all(int32 max_events, int retry_failed_ms);
+
+/* worker.c: the background worker */
+extern void es_worker_init(void);
 
 #endif							/* EVENT_SOURCING_H */

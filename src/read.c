@@ -311,6 +311,116 @@ es_stream_version(PG_FUNCTION_ARGS)
 }
 
 /*
+ * es_log_scan_begin
+ *		Start reading the global log after position 'after', in global order
+ *		and never past the high-water mark; of one category when category is
+ *		not NULL.  Each event comes out of es_log_scan_next upcast.
+ *
+ * This is the one reader of the global log: es_read_all, es_read_category
+ * and async projections all go through it.
+ */
+EsLogScan *
+es_log_scan_begin(text *category, int64 after)
+{
+	const EsCatalog *cat = es_catalog();
+	Oid			events = cat->events;
+	Oid			indexoid = category ? cat->category_index : cat->position_index;
+	EsLogScan  *s = palloc0(sizeof(EsLogScan));
+	int			nkeys = 0;
+	AttrNumber	posattr = category ? 2 : 1;
+
+	s->last = after;
+	s->high = es_high_water_mark(cat, after);
+	if (s->high <= after)
+	{
+		s->complete = true;
+		return s;
+	}
+
+	s->rel = table_open(events, AccessShareLock);
+	s->index = index_open(indexoid, AccessShareLock);
+	s->slot = table_slot_create(s->rel, NULL);
+
+	/* taken after the mark: every position <= high has ended by now */
+	s->latest = RegisterSnapshot(GetLatestSnapshot());
+	if (IsolationUsesXactSnapshot())
+	{
+		s->xact = GetTransactionSnapshot();
+		PredicateLockRelation(s->rel, s->xact);
+	}
+
+	if (category)
+		ScanKeyInit(&s->keys[nkeys++], 1, BTEqualStrategyNumber, F_TEXTEQ,
+					PointerGetDatum(category));
+	ScanKeyInit(&s->keys[nkeys++], posattr, BTGreaterStrategyNumber, F_INT8GT,
+				Int64GetDatum(after));
+
+	s->upcaster = es_upcast_begin();
+	s->scan = index_beginscan(s->rel, s->index, s->latest, nkeys, 0);
+	index_rescan(s->scan, s->keys, nkeys, NULL, 0);
+	return s;
+}
+
+/*
+ * es_log_scan_next
+ *		The next event (upcast) as a slot of es_events, or NULL at the end.
+ *
+ * At the end, s->complete says whether every event up to s->high was
+ * returned (false: the transaction snapshot cannot see the next one, so a
+ * reader must continue from s->last, not from s->high).
+ */
+TupleTableSlot *
+es_log_scan_next(EsLogScan *s)
+{
+	bool		isnull;
+	int64		pos;
+
+	if (s->scan == NULL || s->done)
+		return NULL;
+	if (!index_getnext_slot(s->scan, ForwardScanDirection, s->slot))
+	{
+		s->done = true;
+		s->complete = true;
+		return NULL;
+	}
+	pos = DatumGetInt64(slot_getattr(s->slot, Anum_es_events_global_position, &isnull));
+	if (pos > s->high)
+	{
+		s->done = true;
+		s->complete = true;
+		return NULL;
+	}
+	/* the transaction snapshot cannot see this one: stop before it */
+	if (s->xact && !table_tuple_satisfies_snapshot(s->rel, s->slot, s->xact))
+	{
+		s->done = true;
+		return NULL;
+	}
+	s->last = pos;
+	es_upcast_slot(s->upcaster, s->slot);
+	return s->slot;
+}
+
+/*
+ * es_log_scan_end
+ *		Release what es_log_scan_begin acquired (locks stay until commit).
+ */
+void
+es_log_scan_end(EsLogScan *s)
+{
+	if (s->scan != NULL)
+	{
+		index_endscan(s->scan);
+		es_upcast_end(s->upcaster);
+		UnregisterSnapshot(s->latest);
+		ExecDropSingleTupleTableSlot(s->slot);
+		index_close(s->index, AccessShareLock);
+		table_close(s->rel, AccessShareLock);
+	}
+	pfree(s);
+}
+
+/*
  * read_log
  *		Events after 'after' in global order, up to max_count and never
  *		past the high-water mark; of one category when category is not NULL.
@@ -319,74 +429,21 @@ static void
 read_log(FunctionCallInfo fcinfo, text *category, int64 after, int32 max_count)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	const EsCatalog *cat = es_catalog();
-	Oid			events = cat->events;
-	Oid			indexoid = category ? cat->category_index : cat->position_index;
-	int64		high;
-	Relation	rel;
-	Relation	index;
+	EsLogScan  *scan;
 	TupleTableSlot *slot;
-	IndexScanDesc scan;
-	ScanKeyData keys[2];
-	int			nkeys = 0;
-	AttrNumber	posattr = category ? 2 : 1;
-	Snapshot	latest;
-	Snapshot	xact = NULL;
 	int32		count = 0;
-	EsUpcaster *upcaster;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (max_count == 0)
 		return;
 
-	high = es_high_water_mark(cat, after);
-	if (high <= after)
-		return;
-
-	rel = table_open(events, AccessShareLock);
-	index = index_open(indexoid, AccessShareLock);
-	slot = table_slot_create(rel, NULL);
-
-	/* taken after the mark: every position <= high has ended by now */
-	latest = RegisterSnapshot(GetLatestSnapshot());
-	if (IsolationUsesXactSnapshot())
+	scan = es_log_scan_begin(category, after);
+	while (count < max_count && (slot = es_log_scan_next(scan)) != NULL)
 	{
-		xact = GetTransactionSnapshot();
-		PredicateLockRelation(rel, xact);
-	}
-
-	if (category)
-		ScanKeyInit(&keys[nkeys++], 1, BTEqualStrategyNumber, F_TEXTEQ,
-					PointerGetDatum(category));
-	ScanKeyInit(&keys[nkeys++], posattr, BTGreaterStrategyNumber, F_INT8GT,
-				Int64GetDatum(after));
-
-	upcaster = es_upcast_begin();
-	scan = index_beginscan(rel, index, latest, nkeys, 0);
-	index_rescan(scan, keys, nkeys, NULL, 0);
-	while (count < max_count &&
-		   index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-		int64		pos;
-
-		pos = DatumGetInt64(slot_getattr(slot, Anum_es_events_global_position, &isnull));
-		if (pos > high)
-			break;
-		/* the transaction snapshot cannot see this one: stop before it */
-		if (xact && !table_tuple_satisfies_snapshot(rel, slot, xact))
-			break;
-		es_upcast_slot(upcaster, slot);
 		emit(rsinfo, slot);
 		count++;
 	}
-	index_endscan(scan);
-	es_upcast_end(upcaster);
-
-	UnregisterSnapshot(latest);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(rel, AccessShareLock);
+	es_log_scan_end(scan);
 }
 
 PG_FUNCTION_INFO_V1(es_read_all);

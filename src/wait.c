@@ -125,6 +125,17 @@ es_note_append(void)
 }
 
 /*
+ * es_append_condition_variable
+ *		The condition variable broadcast when an appending transaction
+ *		commits, or NULL when the library was not preloaded (worker.c).
+ */
+ConditionVariable *
+es_append_condition_variable(void)
+{
+	return wait_shared != NULL ? &wait_shared->appended : NULL;
+}
+
+/*
  * es_wait_init
  *		Hooks and settings; called from _PG_init.
  */

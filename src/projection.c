@@ -1,0 +1,661 @@
+/*-------------------------------------------------------------------------
+ *
+ * projection.c
+ *	  Projections: definitions, the handler call, the inline dispatch
+ *	  trigger, es_define_projection and es_drop_projection.
+ *
+ * A projection is a handler(event es_events) RETURNS void that builds a read
+ * model, with the event types it wants (NULL: all) and a mode.  Inline
+ * projections run inside the appending transaction: an AFTER INSERT row
+ * trigger on es_events calls their handlers for each event es_append
+ * stores, in global order, through an FmgrInfo looked up once per
+ * definition.  The trigger does nothing for rows inserted any other way
+ * (pg_restore's COPY), so restoring a dump does not apply events twice.
+ * Async projections are driven from a checkpoint by projection_run.c.
+ *
+ * Handlers run as the role that defined the projection (like a SECURITY
+ * DEFINER function), whoever appends or drives the projection: read models
+ * belong to the projection's owner, and their results do not depend on
+ * who happened to append.  EXECUTE on the handler is checked for the owner
+ * when defined and again whenever a definition is loaded.
+ *
+ * The inline definitions are cached per backend and reloaded when the
+ * catalog generation moves (a definition changed, a function replaced).
+ * A replaced cache is only freed at the end of the transaction, so a
+ * handler that redefines projections cannot pull a definition from under
+ * the dispatch that called it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "compat.h"
+#include "event_sourcing.h"
+
+/* The inline projections, as cached. */
+typedef struct EsInlineCache
+{
+	MemoryContext cxt;
+	uint64		generation;
+	int			n;
+	EsProjection *projections;	/* sorted by name */
+	TupleTableSlot *slot;		/* for the upcast copy of the event */
+} EsInlineCache;
+
+static EsInlineCache *inline_cache = NULL;
+
+/* the projection and event an error comes from, for its CONTEXT line */
+typedef struct EsApplyContext
+{
+	const EsProjection *p;
+	int64		position;
+} EsApplyContext;
+
+/*
+ * cmp_cstring
+ *		qsort/bsearch comparator for an array of C strings.
+ */
+static int
+cmp_cstring(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * es_projection_types
+ *		The event_types array of a definition as a sorted C string array in
+ *		mcxt; *n is -1 when the array is NULL (every type).
+ */
+static char **
+es_projection_types(Datum d, bool isnull, int *n, MemoryContext mcxt)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			nelems;
+	char	  **types;
+
+	if (isnull)
+	{
+		*n = -1;
+		return NULL;
+	}
+	deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &nulls, &nelems);
+	types = MemoryContextAlloc(mcxt, sizeof(char *) * Max(nelems, 1));
+	for (int i = 0; i < nelems; i++)
+		types[i] = MemoryContextStrdup(mcxt, TextDatumGetCString(elems[i]));
+	qsort(types, nelems, sizeof(char *), cmp_cstring);
+	*n = nelems;
+	return types;
+}
+
+/*
+ * es_projection_from_tuple
+ *		Decode one row of es_projection_defs into *p, allocating in mcxt.
+ */
+void
+es_projection_from_tuple(HeapTuple tup, TupleDesc desc, EsProjection *p,
+						 MemoryContext mcxt)
+{
+	Datum		values[Natts_es_projection_defs];
+	bool		nulls[Natts_es_projection_defs];
+
+	heap_deform_tuple(tup, desc, values, nulls);
+	memset(p, 0, sizeof(EsProjection));
+	p->name = MemoryContextStrdup(mcxt, TextDatumGetCString(values[Anum_es_projection_defs_name - 1]));
+	p->handler = DatumGetObjectId(values[Anum_es_projection_defs_handler - 1]);
+	p->types = es_projection_types(values[Anum_es_projection_defs_event_types - 1],
+								   nulls[Anum_es_projection_defs_event_types - 1],
+								   &p->ntypes, mcxt);
+	p->is_inline = strcmp(TextDatumGetCString(values[Anum_es_projection_defs_mode - 1]), "inline") == 0;
+	p->reset = nulls[Anum_es_projection_defs_reset - 1] ? InvalidOid :
+		DatumGetObjectId(values[Anum_es_projection_defs_reset - 1]);
+	p->owner = DatumGetObjectId(values[Anum_es_projection_defs_owner - 1]);
+	p->position = DatumGetInt64(values[Anum_es_projection_defs_position - 1]);
+	p->failed = strcmp(TextDatumGetCString(values[Anum_es_projection_defs_status - 1]), "failed") == 0;
+	p->failed_position = nulls[Anum_es_projection_defs_failed_position - 1] ? 0 :
+		DatumGetInt64(values[Anum_es_projection_defs_failed_position - 1]);
+	p->updated_at = DatumGetTimestampTz(values[Anum_es_projection_defs_updated_at - 1]);
+}
+
+/*
+ * es_projection_prepare
+ *		Get a definition ready to call: the handler and its owner must still
+ *		exist, and the owner must still have EXECUTE on the handler.  The
+ *		FmgrInfo lives in mcxt.
+ */
+void
+es_projection_prepare(EsProjection *p, MemoryContext mcxt)
+{
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(p->owner)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("the owner of projection \"%s\" no longer exists", p->name),
+				 errdetail("Handlers run as the role that defined the projection (OID %u).", p->owner),
+				 errhint("Drop the projection and define it again as an existing role.")));
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(p->handler)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the handler of projection \"%s\" no longer exists", p->name),
+				 errdetail("Its function (OID %u) was dropped.", p->handler),
+				 errhint("Drop the projection with es_drop_projection('%s') and define it again.", p->name)));
+	if (es_proc_aclcheck(p->handler, p->owner, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("the owner of projection \"%s\" may no longer execute its handler %s",
+						p->name, format_procedure(p->handler)),
+				 errhint("GRANT EXECUTE on the handler to role \"%s\".",
+						 GetUserNameFromId(p->owner, false))));
+	es_callback_init(&p->cb, p->handler, mcxt);
+	p->ready = true;
+}
+
+/*
+ * es_projection_matches
+ *		Does the projection want events of this (upcast) type?
+ */
+bool
+es_projection_matches(const EsProjection *p, const char *type)
+{
+	if (p->ntypes < 0)
+		return true;
+	return bsearch(&type, p->types, p->ntypes, sizeof(char *), cmp_cstring) != NULL;
+}
+
+/*
+ * apply_error_context
+ *		CONTEXT line of an error raised by a handler.
+ */
+static void
+apply_error_context(void *arg)
+{
+	EsApplyContext *ctx = (EsApplyContext *) arg;
+
+	errcontext("%s projection \"%s\", event at global position " INT64_FORMAT,
+			   ctx->p->is_inline ? "inline" : "async", ctx->p->name, ctx->position);
+}
+
+/*
+ * es_projection_apply
+ *		Call the projection's handler for the event in slot, as its owner.
+ *
+ * The caller has upcast the event and checked its type.  An error in the
+ * handler propagates, with a CONTEXT line naming the projection and event;
+ * the user and security context are restored by the (sub)transaction abort.
+ */
+void
+es_projection_apply(const EsProjection *p, TupleTableSlot *slot, int64 position)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	ErrorContextCallback errcallback;
+	EsApplyContext ctx;
+
+	LOCAL_FCINFO(fcinfo, 1);
+
+	Assert(p->ready);
+	ctx.p = p;
+	ctx.position = position;
+	errcallback.callback = apply_error_context;
+	errcallback.arg = &ctx;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(p->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+
+	InitFunctionCallInfoData(*fcinfo, (FmgrInfo *) &p->cb.flinfo, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = ExecFetchSlotHeapTupleDatum(slot);
+	fcinfo->args[0].isnull = false;
+	(void) FunctionCallInvoke(fcinfo);
+
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	error_context_stack = errcallback.previous;
+}
+
+/*
+ * es_projection_call_reset
+ *		Call the projection's reset function (if it has one) as its owner.
+ */
+void
+es_projection_call_reset(const EsProjection *p)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	FmgrInfo	flinfo;
+
+	LOCAL_FCINFO(fcinfo, 0);
+
+	if (!OidIsValid(p->reset))
+		return;
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(p->reset)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the reset function of projection \"%s\" no longer exists", p->name),
+				 errdetail("Its function (OID %u) was dropped.", p->reset),
+				 errhint("Drop the projection with es_drop_projection('%s') and define it again.", p->name)));
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(p->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	es_check_execute(p->reset);
+	fmgr_info(p->reset, &flinfo);
+	InitFunctionCallInfoData(*fcinfo, &flinfo, 0, InvalidOid, NULL, NULL);
+	(void) FunctionCallInvoke(fcinfo);	/* returns void: result ignored */
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
+/*
+ * es_projections_available
+ *		The catalog, after checking that the projection objects exist (they
+ *		were added in version 1.1).
+ */
+const EsCatalog *
+es_projections_available(void)
+{
+	const EsCatalog *cat = es_catalog();
+
+	if (!OidIsValid(cat->projections) || !OidIsValid(cat->dead_letters))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the installed version of extension \"event_sourcing\" has no projections"),
+				 errhint("Run ALTER EXTENSION event_sourcing UPDATE.")));
+	return cat;
+}
+
+/*
+ * load_inline
+ *		Read the inline definitions into a new cache.
+ *
+ * Read with a fresh snapshot, not the transaction's: under REPEATABLE READ
+ * the transaction snapshot may predate a definition whose invalidation made
+ * us reload, and the cache outlives the transaction.
+ */
+static EsInlineCache *
+load_inline(const EsCatalog *cat)
+{
+	EsInlineCache *c;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	Snapshot	snap;
+	int			capacity = 4;
+	MemoryContext old;
+
+	c = MemoryContextAllocZero(CacheMemoryContext, sizeof(EsInlineCache));
+	c->cxt = AllocSetContextCreate(CacheMemoryContext, "event_sourcing inline projections",
+								   ALLOCSET_SMALL_SIZES);
+	c->generation = es_catalog_generation();
+	c->projections = MemoryContextAlloc(c->cxt, sizeof(EsProjection) * capacity);
+
+	rel = table_open(cat->projections, AccessShareLock);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snap, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		EsProjection p;
+
+		es_projection_from_tuple(tup, RelationGetDescr(rel), &p, c->cxt);
+		if (!p.is_inline)
+			continue;
+		if (c->n == capacity)
+		{
+			capacity *= 2;
+			c->projections = repalloc(c->projections, sizeof(EsProjection) * capacity);
+		}
+		c->projections[c->n++] = p;
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+
+	table_close(rel, AccessShareLock);
+
+	rel = table_open(cat->events, AccessShareLock);
+	old = MemoryContextSwitchTo(c->cxt);
+	c->slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
+									   &TTSOpsHeapTuple);
+	MemoryContextSwitchTo(old);
+	table_close(rel, AccessShareLock);
+	qsort(c->projections, c->n, sizeof(EsProjection), es_projection_cmp);
+	return c;
+}
+
+/*
+ * es_projection_cmp
+ *		qsort comparator: projections by name.
+ */
+int
+es_projection_cmp(const void *a, const void *b)
+{
+	return strcmp(((const EsProjection *) a)->name, ((const EsProjection *) b)->name);
+}
+
+/*
+ * inline_projections
+ *		The current inline definitions, reloaded when the generation moved.
+ */
+static EsInlineCache *
+inline_projections(const EsCatalog *cat)
+{
+	if (inline_cache != NULL && inline_cache->generation == es_catalog_generation())
+		return inline_cache;
+
+	if (inline_cache != NULL)
+	{
+		/* a dispatch further up the stack may still use it: free at commit */
+		MemoryContextSetParent(inline_cache->cxt, TopTransactionContext);
+		pfree(inline_cache);
+		inline_cache = NULL;
+	}
+	inline_cache = load_inline(cat);
+	/* loading may have processed invalidations; one reload is enough */
+	inline_cache->generation = es_catalog_generation();
+	return inline_cache;
+}
+
+PG_FUNCTION_INFO_V1(es_dispatch_inline);
+
+/*
+ * es_dispatch_inline() RETURNS trigger
+ *
+ * AFTER INSERT row trigger on es_events: hands the new event, upcast, to
+ * each inline projection whose event types match, in name order.  Only
+ * events es_append stores are dispatched (see es_append_firing).
+ */
+Datum
+es_dispatch_inline(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const EsCatalog *cat;
+	EsInlineCache *c;
+	TupleTableSlot *slot;
+	EsUpcaster *upcaster;
+	bool		isnull;
+	char	   *type;
+	int64		position;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		elog(ERROR, "es_dispatch_inline must be an AFTER INSERT row trigger");
+
+	if (!es_append_firing())
+		return PointerGetDatum(NULL);
+
+	cat = es_catalog();
+	if (!OidIsValid(cat->projections))
+		return PointerGetDatum(NULL);
+	c = inline_projections(cat);
+	if (c->n == 0)
+		return PointerGetDatum(NULL);
+
+	slot = c->slot;
+	ExecStoreHeapTuple(trigdata->tg_trigtuple, slot, false);
+	upcaster = es_upcast_begin();
+	es_upcast_slot(upcaster, slot);
+	es_upcast_end(upcaster);
+	type = TextDatumGetCString(slot_getattr(slot, Anum_es_events_event_type, &isnull));
+	position = DatumGetInt64(slot_getattr(slot, Anum_es_events_global_position, &isnull));
+
+	/* a handler may append (nested dispatch) but not insert by other means */
+	es_append_firing_suspend();
+	for (int i = 0; i < c->n; i++)
+	{
+		EsProjection *p = &c->projections[i];
+
+		if (!es_projection_matches(p, type))
+			continue;
+		if (!p->ready)
+			es_projection_prepare(p, c->cxt);
+		es_projection_apply(p, slot, position);
+	}
+	es_append_firing_resume();
+	ExecClearTuple(slot);
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * es_projection_check_owner
+ *		Only members of a projection's owner role may drop, rebuild or skip it.
+ */
+void
+es_projection_check_owner(const char *name, Oid owner)
+{
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be a member of role \"%s\" to change projection \"%s\"",
+						GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "?",
+						name),
+				 errdetail("Projection \"%s\" belongs to the role that defined it.", name)));
+}
+
+/*
+ * es_projection_not_found
+ *		The 42704 error for an unknown projection name.
+ */
+void
+es_projection_not_found(const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("projection \"%s\" does not exist", name),
+			 errhint("The es_projections view lists the defined projections.")));
+}
+
+/*
+ * check_event_types
+ *		event_types: NULL (all types) or a non-empty one-dimensional array of
+ *		valid event type names.
+ */
+static void
+check_event_types(ArrayType *arr)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event_types must be a one-dimensional array")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event_types must not be empty"),
+				 errhint("Pass NULL for a projection of every event type.")));
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("event_types must not contain null")));
+		es_check_name("event type", VARSIZE_ANY_EXHDR(DatumGetTextPP(elems[i])));
+	}
+}
+
+/*
+ * projection_name
+ *		The name argument as a C string, checked.
+ */
+char *
+es_projection_name_arg(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *name;
+
+	es_check_not_null(fcinfo, argno, "name");
+	name = PG_GETARG_TEXT_PP(argno);
+	es_check_name("projection name", VARSIZE_ANY_EXHDR(name));
+	return text_to_cstring(name);
+}
+
+PG_FUNCTION_INFO_V1(es_define_projection);
+
+/*
+ * es_define_projection(name text, handler regprocedure,
+ *						event_types text[] DEFAULT NULL,
+ *						mode text DEFAULT 'inline',
+ *						reset regprocedure DEFAULT NULL) RETURNS void
+ *
+ * Checks the handler's signature, (es_events) RETURNS void, and reset's,
+ * () RETURNS void, and the caller's EXECUTE privilege on them; the caller
+ * becomes the projection's owner.  An inline projection applies to events
+ * appended from now on (es_projection_rebuild applies the history); an
+ * async one starts from the beginning of the log.
+ */
+Datum
+es_define_projection(PG_FUNCTION_ARGS)
+{
+	const EsCatalog *cat;
+	char	   *name;
+	Oid			handler;
+	Oid			handler_args[1];
+	char	   *mode;
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[6] = {TEXTOID, REGPROCEDUREOID, TEXTARRAYOID, TEXTOID, REGPROCEDUREOID, REGROLEOID};
+	int			rc;
+	EsSavedUser saved_user;
+
+	name = es_projection_name_arg(fcinfo, 0);
+	es_check_not_null(fcinfo, 1, "handler");
+	es_check_not_null(fcinfo, 3, "mode");
+	mode = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	if (strcmp(mode, "inline") != 0 && strcmp(mode, "async") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid projection mode \"%s\"", mode),
+				 errhint("The mode is 'inline' (in the appending transaction) or 'async' (from a checkpoint).")));
+	if (!PG_ARGISNULL(2))
+		check_event_types(PG_GETARG_ARRAYTYPE_P(2));
+	PreventCommandIfReadOnly("es_define_projection()");
+
+	cat = es_projections_available();
+	handler = PG_GETARG_OID(1);
+	handler_args[0] = get_rel_type_id(cat->events);
+	es_check_callback(handler, "handler", 1, handler_args, VOIDOID);
+	if (!PG_ARGISNULL(4))
+		es_check_callback(PG_GETARG_OID(4), "reset", 0, NULL, VOIDOID);
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = ObjectIdGetDatum(handler);
+	values[2] = PG_GETARG_DATUM(2);
+	if (PG_ARGISNULL(2))
+		nulls[2] = 'n';
+	values[3] = CStringGetTextDatum(mode);
+	values[4] = PG_GETARG_DATUM(4);
+	if (PG_ARGISNULL(4))
+		nulls[4] = 'n';
+	values[5] = ObjectIdGetDatum(GetUserId());
+
+	es_become_owner(&saved_user);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_with_args(psprintf("INSERT INTO %s (name, handler, event_types, mode, reset, owner) "
+										"VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
+										quote_qualified_identifier(get_namespace_name(cat->namespace),
+																   "es_projection_defs")),
+							   6, types, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "storing the projection definition failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("projection \"%s\" already exists", name),
+				 errhint("Drop it first with es_drop_projection('%s').", name)));
+	SPI_finish();
+	es_restore_user(&saved_user);
+
+	/* every backend (this one at the next command) reloads its definitions */
+	CacheInvalidateRelcacheByRelid(cat->projections);
+	/* wake the background worker at commit: a new async projection has work */
+	es_note_append();
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(es_drop_projection);
+
+/*
+ * es_drop_projection(name text) RETURNS void
+ *
+ * Removes the definition (waiting for a run in progress) and its dead
+ * letters.  The read model's tables are the user's and stay as they are.
+ */
+Datum
+es_drop_projection(PG_FUNCTION_ARGS)
+{
+	const EsCatalog *cat;
+	char	   *name;
+	Datum		values[1];
+	Oid			types[1] = {TEXTOID};
+	Oid			owner;
+	bool		isnull;
+	const char *schema;
+	EsSavedUser saved_user;
+
+	name = es_projection_name_arg(fcinfo, 0);
+	PreventCommandIfReadOnly("es_drop_projection()");
+	cat = es_projections_available();
+	schema = quote_identifier(get_namespace_name(cat->namespace));
+	values[0] = CStringGetTextDatum(name);
+
+	es_become_owner(&saved_user);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(psprintf("SELECT owner::oid FROM %s.es_projection_defs WHERE name = $1 FOR UPDATE", schema),
+							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "reading the projection definition failed");
+	if (SPI_processed == 0)
+		es_projection_not_found(name);
+	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	es_restore_user(&saved_user);
+	es_projection_check_owner(name, owner);
+	es_become_owner(&saved_user);
+	if (SPI_execute_with_args(psprintf("DELETE FROM %s.es_dead_letters WHERE projection = $1", schema),
+							  1, types, values, NULL, false, 0) != SPI_OK_DELETE ||
+		SPI_execute_with_args(psprintf("DELETE FROM %s.es_projection_defs WHERE name = $1", schema),
+							  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "dropping the projection failed");
+	SPI_finish();
+	es_restore_user(&saved_user);
+
+	CacheInvalidateRelcacheByRelid(cat->projections);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(es_projection_head);
+
+/*
+ * _es_projection_head() RETURNS bigint
+ *
+ * The safe end of the global log, for the es_projections view; NULL on a
+ * hot standby, where the high-water mark cannot be computed.
+ */
+Datum
+es_projection_head(PG_FUNCTION_ARGS)
+{
+	if (RecoveryInProgress())
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(es_high_water_mark(es_catalog(), 0));
+}

@@ -1,0 +1,676 @@
+/*-------------------------------------------------------------------------
+ *
+ * projection_run.c
+ *	  Driving projections: es_projection_run, es_projection_rebuild and
+ *	  es_projection_skip.
+ *
+ * An async projection keeps its checkpoint (the last global position it has
+ * dealt with) in its es_projection_defs row.  A run locks that row, reads
+ * the safe part of the global log after the checkpoint (read.c's log scan:
+ * never past the high-water mark, so an event that commits late is never
+ * skipped), calls the handler for each matching event and writes the new
+ * checkpoint, all in the caller's transaction: handler effects and the
+ * checkpoint commit together, so each event takes effect exactly once.  The
+ * row lock is taken with SKIP LOCKED: a second run of the same projection
+ * at the same time applies nothing and returns at once, and once the first
+ * commits the next run reads its checkpoint from the locked (latest) row.
+ *
+ * A run applies events inside one subtransaction.  When a handler fails,
+ * the subtransaction is rolled back; if events before the failing one had
+ * been applied, they are applied again, stopping before it, so the run keeps
+ * them.  The projection is then marked failed at that event, with the error,
+ * and stops there; the next run retries the event, and es_projection_skip
+ * moves it to es_dead_letters.  One subtransaction per run rather than per
+ * event keeps a run to at most two subtransaction ids, whatever its length.
+ *
+ * es_projection_rebuild calls reset() and replays every matching event from
+ * the start.  For an inline projection it first locks es_events in SHARE
+ * mode, which waits for appending transactions to end and holds off new
+ * appends until the rebuild commits: each event is then either in the
+ * replay or dispatched after it, never both and never neither.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "compat.h"
+#include "event_sourcing.h"
+
+/* How a definition is read: without a lock, or locked for a run. */
+typedef enum EsLockMode
+{
+	ES_LOCK_NONE,
+	ES_LOCK_WAIT,				/* FOR UPDATE */
+	ES_LOCK_SKIP				/* FOR UPDATE SKIP LOCKED */
+} EsLockMode;
+
+typedef enum EsFound
+{
+	ES_FOUND,
+	ES_MISSING,
+	ES_LOCKED					/* exists, another run holds it */
+} EsFound;
+
+/* The outcome of applying events to one async projection. */
+typedef struct EsRunResult
+{
+	int64		applied;
+	int64		checkpoint;
+	bool		failed;
+	int64		failed_position;
+	char	   *error;
+} EsRunResult;
+
+/*
+ * defs_name
+ *		The schema-qualified name of a relation of the extension, quoted.
+ */
+static char *
+qualified(const EsCatalog *cat, const char *relname)
+{
+	return quote_qualified_identifier(get_namespace_name(cat->namespace), relname);
+}
+
+/*
+ * read_definition
+ *		Read (and optionally lock) one definition into *p, in the caller's
+ *		memory context.  SPI runs as the extension owner.
+ */
+static EsFound
+read_definition(const EsCatalog *cat, const char *name, EsLockMode lock,
+				EsProjection *p)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	EsSavedUser saved_user;
+	Datum		values[1];
+	Oid			types[1] = {TEXTOID};
+	EsFound		found = ES_FOUND;
+	const char *suffix;
+
+	suffix = lock == ES_LOCK_WAIT ? " FOR UPDATE" :
+		lock == ES_LOCK_SKIP ? " FOR UPDATE SKIP LOCKED" : "";
+	values[0] = CStringGetTextDatum(name);
+
+	es_become_owner(&saved_user);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(psprintf("SELECT * FROM %s WHERE name = $1%s",
+									   qualified(cat, "es_projection_defs"), suffix),
+							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "reading the projection definition failed");
+	if (SPI_processed == 1)
+		es_projection_from_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, p, caller);
+	else if (lock == ES_LOCK_SKIP &&
+			 SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE name = $1",
+											qualified(cat, "es_projection_defs")),
+								   1, types, values, NULL, false, 0) == SPI_OK_SELECT &&
+			 SPI_processed == 1)
+		found = ES_LOCKED;
+	else
+		found = ES_MISSING;
+	SPI_finish();
+	es_restore_user(&saved_user);
+	return found;
+}
+
+/*
+ * write_checkpoint
+ *		Store where an async projection stands.
+ */
+static void
+write_checkpoint(const EsCatalog *cat, const char *name, const EsRunResult *r)
+{
+	EsSavedUser saved_user;
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			types[5] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, INT8OID};
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = Int64GetDatum(r->checkpoint);
+	values[2] = CStringGetTextDatum(r->failed ? "failed" : "running");
+	if (r->failed)
+	{
+		values[3] = CStringGetTextDatum(r->error);
+		values[4] = Int64GetDatum(r->failed_position);
+	}
+	else
+		nulls[3] = nulls[4] = 'n';
+
+	es_become_owner(&saved_user);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(psprintf("UPDATE %s SET position = $2, status = $3, last_error = $4, "
+									   "failed_position = $5, updated_at = pg_catalog.now() "
+									   "WHERE name = $1",
+									   qualified(cat, "es_projection_defs")),
+							  5, types, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "storing the projection checkpoint failed");
+	SPI_finish();
+	es_restore_user(&saved_user);
+}
+
+/*
+ * is_cancel
+ *		Errors that mean "stop", not "this event is poison": they are thrown
+ *		on rather than recorded against the event.
+ */
+static bool
+is_cancel(ErrorData *edata)
+{
+	return edata->elevel > ERROR ||
+		edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
+		edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
+		edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY;
+}
+
+/*
+ * apply_events
+ *		Apply the events after p->position to an async projection (at most
+ *		max_events, none at or past stop_at when stop_at > 0).  Returns false,
+ *		with the error in *error and the event in *failed_at, when a handler
+ *		failed: the subtransaction was rolled back and nothing it did stays.
+ *		*last is the position of the last event dealt with.
+ */
+static bool
+apply_events(EsProjection *p, int32 max_events, int64 stop_at,
+			  int64 *applied, int64 *last, ErrorData **error, int64 *failed_at)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	MemoryContext eval_cxt;
+	volatile int64 n = 0;
+	volatile int64 upto = p->position;
+	volatile int64 current = 0;
+	volatile bool in_handler = false;
+	volatile bool ok = true;
+
+	eval_cxt = AllocSetContextCreate(caller, "event_sourcing projection event",
+									 ALLOCSET_DEFAULT_SIZES);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller);
+	PG_TRY();
+	{
+		EsLogScan  *scan = es_log_scan_begin(NULL, p->position);
+		TupleTableSlot *slot;
+		bool		complete = false;
+
+		for (;;)
+		{
+			bool		isnull;
+			char	   *type;
+			MemoryContext old;
+
+			CHECK_FOR_INTERRUPTS();
+			if (n >= max_events)
+				break;
+			old = MemoryContextSwitchTo(eval_cxt);
+			slot = es_log_scan_next(scan);
+			if (slot == NULL)
+			{
+				MemoryContextSwitchTo(old);
+				complete = scan->complete;
+				break;
+			}
+			current = DatumGetInt64(slot_getattr(slot, Anum_es_events_global_position, &isnull));
+			if (stop_at > 0 && current >= stop_at)
+			{
+				MemoryContextSwitchTo(old);
+				break;
+			}
+			type = TextDatumGetCString(slot_getattr(slot, Anum_es_events_event_type, &isnull));
+			if (es_projection_matches(p, type))
+			{
+				in_handler = true;
+				es_projection_apply(p, slot, current);
+				in_handler = false;
+				n++;
+			}
+			upto = current;
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(eval_cxt);
+		}
+		/* read to the end: the checkpoint may move past rolled-back positions */
+		if (complete && stop_at <= 0 && scan->high > upto)
+			upto = scan->high;
+		es_log_scan_end(scan);
+
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		if (!in_handler || is_cancel(edata))
+			PG_RE_THROW();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+		*error = edata;
+		*failed_at = current;
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextDelete(eval_cxt);
+
+	*applied = n;
+	*last = upto;
+	return ok;
+}
+
+/*
+ * run_one
+ *		es_projection_run for one async projection, already read and locked.
+ */
+static void
+run_one(const EsCatalog *cat, EsProjection *p, int32 max_events, EsRunResult *r)
+{
+	int64		stop_at = 0;
+	ErrorData  *first_error = NULL;
+	int64		first_failed = 0;
+
+	es_projection_prepare(p, CurrentMemoryContext);
+	memset(r, 0, sizeof(EsRunResult));
+	r->checkpoint = p->position;
+
+	for (;;)
+	{
+		int64		applied;
+		int64		last;
+		ErrorData  *error = NULL;
+		int64		failed_at = 0;
+
+		if (apply_events(p, max_events, stop_at, &applied, &last, &error, &failed_at))
+		{
+			r->applied = applied;
+			r->checkpoint = last;
+			break;
+		}
+		first_error = error;
+		first_failed = failed_at;
+		if (last <= p->position)
+			break;				/* nothing before the failing event */
+
+		/*
+		 * Apply the events before the failing one again and keep them.  Should
+		 * one of them fail this time, that one is reported instead; stop_at
+		 * moves back each time, so this ends.
+		 */
+		stop_at = failed_at;
+	}
+
+	if (first_error != NULL)
+	{
+		r->failed = true;
+		r->failed_position = first_failed;
+		r->error = first_error->message ? first_error->message : "unknown error";
+		ereport(WARNING,
+				(errcode(first_error->sqlerrcode),
+				 errmsg("projection \"%s\" failed at global position " INT64_FORMAT ": %s",
+						p->name, first_failed, r->error),
+				 first_error->detail ? errdetail_internal("%s", first_error->detail) : 0,
+				 errhint("The projection stops at that event. Fix the handler and run it again, "
+						 "or move the event to es_dead_letters with es_projection_skip('%s').",
+						 p->name)));
+	}
+	write_checkpoint(cat, p->name, r);
+}
+
+/*
+ * run_named
+ *		Run one async projection by name; returns the events applied (0 when
+ *		another run holds it).
+ */
+static int64
+run_named(const EsCatalog *cat, const char *name, int32 max_events)
+{
+	EsProjection p;
+	EsRunResult r;
+
+	switch (read_definition(cat, name, ES_LOCK_SKIP, &p))
+	{
+		case ES_MISSING:
+			es_projection_not_found(name);
+			break;
+		case ES_LOCKED:
+			return 0;
+		case ES_FOUND:
+			break;
+	}
+	if (p.is_inline)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("projection \"%s\" is not an async projection", name),
+				 errdetail("Inline projections are applied by es_append in the appending transaction."),
+				 errhint("Use es_projection_rebuild('%s') to replay the history.", name)));
+	run_one(cat, &p, max_events, &r);
+	return r.applied;
+}
+
+/*
+ * es_projection_run_all
+ *		Run every async projection that has work: events past its checkpoint
+ *		(the log is read only once for that), or a failure older than
+ *		retry_failed_ms (< 0: retry failures always).  Returns the total
+ *		applied; the worker calls this.
+ */
+int64
+es_projection_run_all(int32 max_events, int retry_failed_ms)
+{
+	const EsCatalog *cat = es_projections_available();
+	EsSavedUser saved_user;
+	MemoryContext caller = CurrentMemoryContext;
+	EsProjection *defs;
+	int			n;
+	int64		head;
+	int64		total = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	/* the async definitions, unlocked: most of the time nothing is to do */
+	es_become_owner(&saved_user);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(psprintf("SELECT * FROM %s WHERE mode = 'async' ORDER BY name",
+							 qualified(cat, "es_projection_defs")),
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "reading the projection definitions failed");
+	n = (int) SPI_processed;
+	defs = MemoryContextAlloc(caller, sizeof(EsProjection) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		es_projection_from_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, &defs[i], caller);
+	SPI_finish();
+	es_restore_user(&saved_user);
+	if (n == 0)
+		return 0;
+
+	head = es_high_water_mark(cat, 0);
+	for (int i = 0; i < n; i++)
+	{
+		EsProjection *d = &defs[i];
+
+		if (d->failed)
+		{
+			if (retry_failed_ms >= 0 &&
+				!TimestampDifferenceExceeds(d->updated_at, now, retry_failed_ms))
+				continue;
+		}
+		else if (d->position >= head)
+			continue;
+		total += run_named(cat, d->name, max_events);
+	}
+	return total;
+}
+
+/*
+ * check_max_events
+ *		max_events is a limit: 0 applies nothing, negative is an error.
+ */
+static int32
+check_max_events(FunctionCallInfo fcinfo, int argno)
+{
+	int32		max_events;
+
+	es_check_not_null(fcinfo, argno, "max_events");
+	max_events = PG_GETARG_INT32(argno);
+	if (max_events < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_events must not be negative"),
+				 errdetail("max_events was %d.", max_events)));
+	return max_events;
+}
+
+PG_FUNCTION_INFO_V1(es_projection_run);
+
+/*
+ * es_projection_run(name text DEFAULT NULL, max_events int DEFAULT 1000)
+ *		RETURNS bigint
+ *
+ * Applies up to max_events events after the checkpoint of the named async
+ * projection, or of each async projection when name is NULL; returns how
+ * many were applied.  A failing handler does not raise an error: the
+ * projection is marked failed (with a WARNING) and the others go on.
+ */
+Datum
+es_projection_run(PG_FUNCTION_ARGS)
+{
+	int32		max_events = check_max_events(fcinfo, 1);
+	const EsCatalog *cat;
+
+	PreventCommandIfReadOnly("es_projection_run()");
+	PreventCommandIfParallelMode("es_projection_run()");
+	cat = es_projections_available();
+	if (max_events == 0)
+		PG_RETURN_INT64(0);
+	if (PG_ARGISNULL(0))
+		PG_RETURN_INT64(es_projection_run_all(max_events, -1));
+	PG_RETURN_INT64(run_named(cat, es_projection_name_arg(fcinfo, 0), max_events));
+}
+
+PG_FUNCTION_INFO_V1(es_projection_rebuild);
+
+/*
+ * es_projection_rebuild(name text) RETURNS bigint
+ *
+ * Calls reset() (when given) and replays every matching event from the
+ * start of the log, in global order; returns how many were applied.  Any
+ * handler error fails the rebuild, leaving the read model as it was.
+ */
+Datum
+es_projection_rebuild(PG_FUNCTION_ARGS)
+{
+	char	   *name = es_projection_name_arg(fcinfo, 0);
+	const EsCatalog *cat;
+	EsProjection p;
+	EsLogScan  *scan;
+	TupleTableSlot *slot;
+	MemoryContext eval_cxt;
+	MemoryContext caller = CurrentMemoryContext;
+	EsRunResult r;
+	int64		n = 0;
+	int64		upto = 0;
+
+	PreventCommandIfReadOnly("es_projection_rebuild()");
+	PreventCommandIfParallelMode("es_projection_rebuild()");
+	cat = es_projections_available();
+	if (read_definition(cat, name, ES_LOCK_WAIT, &p) != ES_FOUND)
+		es_projection_not_found(name);
+	es_projection_check_owner(name, p.owner);
+	es_projection_prepare(&p, caller);
+
+	/* inline: wait for appenders to finish, hold new ones off until commit */
+	if (p.is_inline)
+		LockRelationOid(cat->events, ShareLock);
+
+	es_projection_call_reset(&p);
+
+	eval_cxt = AllocSetContextCreate(caller, "event_sourcing projection event",
+									 ALLOCSET_DEFAULT_SIZES);
+	scan = es_log_scan_begin(NULL, 0);
+	for (;;)
+	{
+		bool		isnull;
+		int64		position;
+		char	   *type;
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		old = MemoryContextSwitchTo(eval_cxt);
+		slot = es_log_scan_next(scan);
+		if (slot == NULL)
+		{
+			MemoryContextSwitchTo(old);
+			break;
+		}
+		position = DatumGetInt64(slot_getattr(slot, Anum_es_events_global_position, &isnull));
+		type = TextDatumGetCString(slot_getattr(slot, Anum_es_events_event_type, &isnull));
+		if (es_projection_matches(&p, type))
+		{
+			es_projection_apply(&p, slot, position);
+			n++;
+		}
+		upto = position;
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(eval_cxt);
+	}
+
+	/*
+	 * An inline read model must hold every committed event.  Under REPEATABLE
+	 * READ the transaction snapshot may predate the lock and miss some.
+	 */
+	if (p.is_inline && !scan->complete)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not rebuild projection \"%s\": events were committed after this transaction's snapshot",
+						name),
+				 errhint("Retry the transaction, or rebuild in a READ COMMITTED transaction.")));
+	if (scan->complete && scan->high > upto)
+		upto = scan->high;
+	es_log_scan_end(scan);
+	MemoryContextDelete(eval_cxt);
+
+	memset(&r, 0, sizeof(r));
+	r.applied = n;
+	r.checkpoint = p.is_inline ? 0 : upto;
+	write_checkpoint(cat, name, &r);
+	es_note_append();
+	PG_RETURN_INT64(n);
+}
+
+/*
+ * event_at
+ *		The event at a global position, upcast, as a composite datum (NULL
+ *		when there is none).
+ */
+static Datum
+event_at(const EsCatalog *cat, int64 position, bool *isnull)
+{
+	Relation	rel;
+	Relation	index;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	Datum		result = (Datum) 0;
+	EsUpcaster *upcaster;
+
+	*isnull = true;
+	rel = table_open(cat->events, AccessShareLock);
+	index = index_open(cat->position_index, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(position));
+	scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		upcaster = es_upcast_begin();
+		es_upcast_slot(upcaster, slot);
+		es_upcast_end(upcaster);
+		result = ExecFetchSlotHeapTupleDatum(slot);	/* a copy */
+		*isnull = false;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(es_projection_skip);
+
+/*
+ * es_projection_skip(name text) RETURNS bigint
+ *
+ * Moves the event a failed async projection stopped at to es_dead_letters
+ * (with the error) and sets the checkpoint past it; the next run goes on
+ * after it.  Returns the skipped position.
+ */
+Datum
+es_projection_skip(PG_FUNCTION_ARGS)
+{
+	char	   *name = es_projection_name_arg(fcinfo, 0);
+	const EsCatalog *cat;
+	EsProjection p;
+	EsRunResult r;
+	EsSavedUser saved_user;
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			types[4];
+	char	   *last_error;
+
+	PreventCommandIfReadOnly("es_projection_skip()");
+	cat = es_projections_available();
+	if (read_definition(cat, name, ES_LOCK_WAIT, &p) != ES_FOUND)
+		es_projection_not_found(name);
+	es_projection_check_owner(name, p.owner);
+	if (p.is_inline)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("projection \"%s\" is not an async projection", name),
+				 errdetail("An inline projection's failure fails the append; it never stops at an event.")));
+	if (!p.failed)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("projection \"%s\" has not failed", name),
+				 errdetail("It is at global position " INT64_FORMAT ".", p.position),
+				 errhint("es_projection_skip skips the event a failed projection stopped at.")));
+
+	/* the error, as it was recorded */
+	es_become_owner(&saved_user);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	types[0] = TEXTOID;
+	values[0] = CStringGetTextDatum(name);
+	if (SPI_execute_with_args(psprintf("SELECT last_error FROM %s WHERE name = $1",
+									   qualified(cat, "es_projection_defs")),
+							  1, types, values, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "reading the projection definition failed");
+	last_error = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+	types[1] = get_rel_type_id(cat->events);
+	values[1] = event_at(cat, p.failed_position, (bool *) &nulls[1]);
+	nulls[1] = nulls[1] ? 'n' : ' ';
+	if (nulls[1] == 'n')
+		elog(ERROR, "event at global position " INT64_FORMAT " not found", p.failed_position);
+	types[2] = TEXTOID;
+	values[2] = last_error ? CStringGetTextDatum(last_error) : (Datum) 0;
+	nulls[2] = last_error ? ' ' : 'n';
+	types[3] = INT8OID;
+	values[3] = Int64GetDatum(p.failed_position);
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s (projection, event, error, position) "
+									   "VALUES ($1, $2, $3, $4) ON CONFLICT (projection, position) "
+									   "DO UPDATE SET event = EXCLUDED.event, error = EXCLUDED.error, "
+									   "time = EXCLUDED.time",
+									   qualified(cat, "es_dead_letters")),
+							  4, types, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "storing the dead letter failed");
+	SPI_finish();
+	es_restore_user(&saved_user);
+
+	memset(&r, 0, sizeof(r));
+	r.checkpoint = p.failed_position;
+	write_checkpoint(cat, name, &r);
+	es_note_append();
+	PG_RETURN_INT64(p.failed_position);
+}
