@@ -204,10 +204,11 @@ fails_with('dst',
 
 # Immutability survives the restore.
 is( $node->safe_psql(
-		'dst', q{SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'es.es_events'::regclass
+		'dst', q{SELECT string_agg(tgname || '=' || tgenabled, ',' ORDER BY tgname)
+		         FROM pg_trigger WHERE tgrelid = 'es.es_events'::regclass
 		         AND NOT tgisinternal}),
-	'A',
-	'immutability trigger restored, enabled ALWAYS');
+	'es_events_immutable=A,es_events_inline_projections=A',
+	'immutability and inline projection triggers restored, enabled ALWAYS');
 my $before = $node->safe_psql('dst', $full_dump_sql);
 fails_with('dst', q{UPDATE es.es_events SET data = '{}' WHERE stream_id = 'order-1'},
 	'55000', 'UPDATE on es.es_events in dst fails with 55000');
