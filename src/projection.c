@@ -299,11 +299,14 @@ load_inline(const EsCatalog *cat)
 	HeapTuple	tup;
 	Snapshot	snap;
 	int			capacity = 4;
+	MemoryContext cxt;
 	MemoryContext old;
 
-	c = MemoryContextAllocZero(CacheMemoryContext, sizeof(EsInlineCache));
-	c->cxt = AllocSetContextCreate(CacheMemoryContext, "event_sourcing inline projections",
-								   ALLOCSET_SMALL_SIZES);
+	cxt = AllocSetContextCreate(CacheMemoryContext, "event_sourcing inline projections",
+								ALLOCSET_SMALL_SIZES);
+	/* everything, the struct included, lives in cxt: see inline_projections */
+	c = MemoryContextAllocZero(cxt, sizeof(EsInlineCache));
+	c->cxt = cxt;
 	c->generation = es_catalog_generation();
 	c->projections = MemoryContextAlloc(c->cxt, sizeof(EsProjection) * capacity);
 
@@ -363,7 +366,6 @@ inline_projections(const EsCatalog *cat)
 	{
 		/* a dispatch further up the stack may still use it: free at commit */
 		MemoryContextSetParent(inline_cache->cxt, TopTransactionContext);
-		pfree(inline_cache);
 		inline_cache = NULL;
 	}
 	inline_cache = load_inline(cat);
