@@ -100,6 +100,50 @@ SELECT stream_version, event_type, data FROM es_load('account-7');
 SELECT * FROM es_aggregate('account-7');
 
 ------------------------------------------------------------------------
--- Part 3: an event type that changed shape twice (examples/upcasting.sql)
+-- Part 3: read models kept by projections (examples/bank_read_models.sql)
+------------------------------------------------------------------------
+
+-- account_balances is an inline projection: a trigger on the store calls
+-- its handler inside every appending transaction. daily_totals is async:
+-- it follows the global log from a checkpoint.
+\set ECHO none
+\i examples/bank_read_models.sql
+\set ECHO all
+SELECT name, mode, event_types, position, lag, status FROM es_projections ORDER BY name;
+
+-- An inline projection applies to events appended after it was defined;
+-- a rebuild applies the history (and returns how many events it applied).
+SELECT * FROM account_balances;
+SELECT es_projection_rebuild('account_balances');
+SELECT account_id, owner, status, balance, transactions FROM account_balances ORDER BY account_id;
+
+-- From now on the read model moves in the same transaction as the events:
+-- a command that succeeds updates it, one that is refused leaves it alone.
+SELECT es_execute('account-42', '{"type": "Deposit", "amount": 60}');
+\set ON_ERROR_STOP off
+SELECT es_execute('account-42', '{"type": "Withdraw", "amount": 100000}');
+\set ON_ERROR_STOP on
+SELECT account_id, balance, transactions FROM account_balances WHERE account_id = 'account-42';
+
+-- The async projection is behind until it runs. With the library in
+-- shared_preload_libraries and event_sourcing.worker_databases naming this
+-- database, a background worker runs it within milliseconds of each commit;
+-- here we run it by hand (pg_cron could, too).
+SELECT name, position, lag, status FROM es_projections WHERE name = 'daily_totals';
+SELECT es_projection_run('daily_totals');
+SELECT deposited, withdrawn, events FROM daily_totals;
+SELECT name, position, lag, status FROM es_projections WHERE name = 'daily_totals';
+
+-- A rebuild replays the store from the start and reproduces the same tables.
+CREATE TEMP TABLE balances_before AS SELECT * FROM account_balances;
+CREATE TEMP TABLE totals_before AS SELECT * FROM daily_totals;
+SELECT es_projection_rebuild('account_balances'), es_projection_rebuild('daily_totals');
+SELECT (SELECT count(*) FROM ((TABLE account_balances EXCEPT TABLE balances_before)
+                   UNION ALL (TABLE balances_before EXCEPT TABLE account_balances)) d) AS balance_rows_that_differ,
+       (SELECT count(*) FROM ((TABLE daily_totals EXCEPT TABLE totals_before)
+                   UNION ALL (TABLE totals_before EXCEPT TABLE daily_totals)) d) AS total_rows_that_differ;
+
+------------------------------------------------------------------------
+-- Part 4: an event type that changed shape twice (examples/upcasting.sql)
 ------------------------------------------------------------------------
 \i examples/upcasting.sql
