@@ -121,8 +121,9 @@ CREATE VIEW @extschema@.es_projections AS
            p.mode,
            p.event_types,
            CASE p.mode WHEN 'inline' THEN h.head ELSE p.position END AS position,
-           CASE p.mode WHEN 'inline' THEN 0::bigint
-                ELSE GREATEST(h.head - p.position, 0) END AS lag,
+           CASE WHEN h.head IS NULL THEN NULL
+                WHEN p.mode = 'inline' OR h.head <= p.position THEN 0::bigint
+                ELSE h.head - p.position END AS lag,
            p.status,
            p.last_error,
            p.failed_position,
