@@ -13,6 +13,7 @@ OBJS = \
 	src/catalog.o \
 	src/validate.o \
 	src/uuidv7.o \
+	src/batch.o \
 	src/append.o \
 	src/position.o \
 	src/read.o \

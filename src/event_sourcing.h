@@ -137,6 +137,21 @@ extern void es_uuidv7(pg_uuid_t *uuid);
 /* aggregate.c: what snapshots of a stream must be made by */
 extern int64 es_stream_fingerprint(text *stream_id);
 
+/* One event to append, after validation. */
+typedef struct EsEventInput
+{
+	text	   *type;
+	Jsonb	   *data;
+	Jsonb	   *metadata;
+	Jsonb	   *original_metadata;	/* before audit keys were merged in */
+	pg_uuid_t	id;
+	bool		id_given;
+} EsEventInput;
+
+/* batch.c: the batch form of es_append */
+extern Jsonb *es_empty_object(void);
+extern EsEventInput *es_parse_batch(Jsonb *events, int *n);
+
 /* append.c: appending a JSON array of events (es_execute uses it) */
 extern int64 es_append_batch_jsonb(text *stream_id, bool any_version,
 								   int64 expected, Jsonb *events);
