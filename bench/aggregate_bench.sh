@@ -84,6 +84,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 DURATION=3
 ROUNDS=6
 EXISTING=0
@@ -116,34 +118,7 @@ PGCONF=(
   autovacuum=off           # no background noise
 )
 
-if ((EXISTING && BUILD)); then
-  echo "--build needs the throwaway cluster; it cannot be combined with --existing" >&2; exit 2
-fi
-
-if ((EXISTING == 0)) && [[ -z ${ES_BENCH_IN_VIRTUALENV:-} ]]; then
-  command -v pg_virtualenv >/dev/null || { echo "pg_virtualenv not found (apt-get install postgresql-common), or use --existing" >&2; exit 1; }
-  opts=()
-  for o in "${PGCONF[@]}"; do opts+=(-o "$o"); done
-  BUILDDIR=
-  if ((BUILD)); then
-    BUILDDIR=$(mktemp -d -t es_bench_build.XXXXXX)
-    chmod 755 "$BUILDDIR"   # the server runs as postgres
-    trap 'rm -rf "$BUILDDIR"' EXIT
-    rev=$(git -C "$HERE/.." rev-parse HEAD)
-    echo "building $rev in $BUILDDIR" >&2
-    git -C "$HERE/.." archive "$rev" | tar -x -C "$BUILDDIR"
-    make -C "$BUILDDIR" -s -j"$(nproc)" >/dev/null
-    make -C "$BUILDDIR" -s install DESTDIR="$BUILDDIR/inst" >/dev/null
-    libdir=$(pg_config --pkglibdir)
-    opts+=(-o "extension_destdir=$BUILDDIR/inst" -o "dynamic_library_path=$BUILDDIR/inst$libdir:$libdir")
-    export ES_BENCH_BUILT="commit $rev (--build: built into a private directory)"
-  fi
-  unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSERVICE PGCLUSTER PGOPTIONS
-  export ES_BENCH_IN_VIRTUALENV=1 ES_BENCH_CMDLINE="$CMDLINE"
-  rc=0
-  pg_virtualenv -t -v 15 "${opts[@]}" -- bash "${BASH_SOURCE[0]}" -d "$DURATION" -r "$ROUNDS" </dev/null || rc=$?
-  exit "$rc"
-fi
+ES_BENCH_CMDLINE=$CMDLINE es_bench_virtualenv -d "$DURATION" -r "$ROUNDS"
 
 # ---------------------------------------------------------------------------
 # From here on, libpq's environment points at the server to use.

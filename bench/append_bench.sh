@@ -78,6 +78,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 DURATION=3
 ROUNDS=4
 EXISTING=0
@@ -111,36 +113,9 @@ PGCONF=(
   autovacuum=off           # tables are emptied before every run; no background noise
 )
 
-if ((EXISTING && BUILD)); then
-  echo "--build needs the throwaway cluster; it cannot be combined with --existing" >&2; exit 2
-fi
-
-if ((EXISTING == 0)) && [[ -z ${ES_BENCH_IN_VIRTUALENV:-} ]]; then
-  command -v pg_virtualenv >/dev/null || { echo "pg_virtualenv not found (apt-get install postgresql-common), or use --existing" >&2; exit 1; }
-  opts=()
-  for o in "${PGCONF[@]}"; do opts+=(-o "$o"); done
-  BUILDDIR=
-  if ((BUILD)); then
-    BUILDDIR=$(mktemp -d -t es_bench_build.XXXXXX)
-    chmod 755 "$BUILDDIR"   # the server runs as postgres
-    trap 'rm -rf "$BUILDDIR"' EXIT
-    rev=$(git -C "$HERE/.." rev-parse HEAD)
-    echo "building $rev in $BUILDDIR" >&2
-    git -C "$HERE/.." archive "$rev" | tar -x -C "$BUILDDIR"
-    make -C "$BUILDDIR" -s -j"$(nproc)" >/dev/null
-    make -C "$BUILDDIR" -s install DESTDIR="$BUILDDIR/inst" >/dev/null
-    libdir=$(pg_config --pkglibdir)
-    opts+=(-o "extension_destdir=$BUILDDIR/inst" -o "dynamic_library_path=$BUILDDIR/inst$libdir:$libdir")
-    export ES_BENCH_BUILT="commit $rev (--build: built into a private directory)"
-  fi
-  unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSERVICE PGCLUSTER PGOPTIONS
-  export ES_BENCH_IN_VIRTUALENV=1
-  args=(-d "$DURATION" -r "$ROUNDS")
-  ((EXTRAS)) || args+=(--no-extras)
-  rc=0
-  pg_virtualenv -t -v 15 "${opts[@]}" -- bash "${BASH_SOURCE[0]}" "${args[@]}" </dev/null || rc=$?
-  exit "$rc"
-fi
+args=(-d "$DURATION" -r "$ROUNDS")
+((EXTRAS)) || args+=(--no-extras)
+es_bench_virtualenv "${args[@]}"
 
 # ---------------------------------------------------------------------------
 # From here on, libpq's environment points at the server to use.

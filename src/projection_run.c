@@ -78,7 +78,13 @@ typedef struct EsRunResult
 } EsRunResult;
 
 /*
- * defs_name
+ * The catalog generation in which es_projection_run_all last found no async
+ * projection: until it moves, the worker's rounds cost nothing.
+ */
+static uint64 none_generation = 0;
+
+/*
+ * qualified
  *		The schema-qualified name of a relation of the extension, quoted.
  */
 static char *
@@ -388,6 +394,10 @@ es_projection_run_all(int32 max_events, int retry_failed_ms)
 	int64		total = 0;
 	TimestampTz now = GetCurrentTimestamp();
 
+	/* no async projection, and no definition changed since we last looked */
+	if (none_generation == es_catalog_generation())
+		return 0;
+
 	/* the async definitions, unlocked: most of the time nothing is to do */
 	es_become_owner(&saved_user);
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -403,7 +413,11 @@ es_projection_run_all(int32 max_events, int retry_failed_ms)
 	SPI_finish();
 	es_restore_user(&saved_user);
 	if (n == 0)
+	{
+		/* define/drop invalidate es_projection_defs, moving the generation */
+		none_generation = es_catalog_generation();
 		return 0;
+	}
 
 	head = es_high_water_mark(cat, 0);
 	for (int i = 0; i < n; i++)
