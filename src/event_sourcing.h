@@ -246,7 +246,8 @@ extern void es_projection_not_found(const char *name);
 extern char *es_projection_name_arg(FunctionCallInfo fcinfo, int argno);
 
 /* projection_run.c: driving async projections (SQL functions, the worker) */
-extern int64 es_projection_run_all(int32 max_events, int retry_failed_ms);
+extern int64 es_projection_run_all(int32 max_events, int retry_failed_ms,
+									long *retry_due_ms);
 
 /* worker.c: the background worker */
 extern void es_worker_init(void);

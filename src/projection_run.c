@@ -380,10 +380,12 @@ run_named(const EsCatalog *cat, const char *name, int32 max_events)
  *		Run every async projection that has work: events past its checkpoint
  *		(the log is read only once for that), or a failure older than
  *		retry_failed_ms (< 0: retry failures always).  Returns the total
- *		applied; the worker calls this.
+ *		applied; the worker calls this.  When retry_due_ms is not NULL it is
+ *		set to the milliseconds until the next failed projection is due for
+ *		a retry (-1: none is waiting), so the worker can wake up for it.
  */
 int64
-es_projection_run_all(int32 max_events, int retry_failed_ms)
+es_projection_run_all(int32 max_events, int retry_failed_ms, long *retry_due_ms)
 {
 	const EsCatalog *cat = es_projections_available();
 	EsSavedUser saved_user;
@@ -393,6 +395,9 @@ es_projection_run_all(int32 max_events, int retry_failed_ms)
 	int64		head;
 	int64		total = 0;
 	TimestampTz now = GetCurrentTimestamp();
+
+	if (retry_due_ms != NULL)
+		*retry_due_ms = -1;
 
 	/* no async projection, and no definition changed since we last looked */
 	if (none_generation == es_catalog_generation())
@@ -428,7 +433,15 @@ es_projection_run_all(int32 max_events, int retry_failed_ms)
 		{
 			if (retry_failed_ms >= 0 &&
 				!TimestampDifferenceExceeds(d->updated_at, now, retry_failed_ms))
+			{
+				long		due;
+
+				due = TimestampDifferenceMilliseconds(now,
+													  TimestampTzPlusMilliseconds(d->updated_at, retry_failed_ms));
+				if (retry_due_ms != NULL && (*retry_due_ms < 0 || due < *retry_due_ms))
+					*retry_due_ms = Max(due, 1);
 				continue;
+			}
 		}
 		else if (d->position >= head)
 			continue;
@@ -479,7 +492,7 @@ es_projection_run(PG_FUNCTION_ARGS)
 	if (max_events == 0)
 		PG_RETURN_INT64(0);
 	if (PG_ARGISNULL(0))
-		PG_RETURN_INT64(es_projection_run_all(max_events, -1));
+		PG_RETURN_INT64(es_projection_run_all(max_events, -1, NULL));
 	PG_RETURN_INT64(run_named(cat, es_projection_name_arg(fcinfo, 0), max_events));
 }
 

@@ -320,13 +320,15 @@ es_launcher_main(Datum main_arg)
 /*
  * run_round
  *		One transaction running every async projection that has work;
- *		returns the events applied (0 when the extension is not there).
+ *		returns the events applied (0 when the extension is not there) and
+ *		in *retry_due_ms when a failed projection is next due (-1: none).
  */
 static int64
-run_round(void)
+run_round(long *retry_due_ms)
 {
 	int64		applied = 0;
 
+	*retry_due_ms = -1;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -334,7 +336,8 @@ run_round(void)
 
 	if (OidIsValid(get_extension_oid("event_sourcing", true)) &&
 		OidIsValid(es_catalog()->projections))
-		applied = es_projection_run_all(worker_max_events, worker_retry_interval);
+		applied = es_projection_run_all(worker_max_events, worker_retry_interval,
+										retry_due_ms);
 
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -372,7 +375,8 @@ es_worker_main(Datum main_arg)
 	for (;;)
 	{
 		int64		applied = 0;
-		long		sleep_ms = worker_idle_interval;
+		long		retry_due_ms = -1;
+		long		sleep_ms;
 
 		CHECK_FOR_INTERRUPTS();
 		reload_config();
@@ -384,7 +388,7 @@ es_worker_main(Datum main_arg)
 		MemoryContextSwitchTo(round_cxt);
 		PG_TRY();
 		{
-			applied = run_round();
+			applied = run_round(&retry_due_ms);
 		}
 		PG_CATCH();
 		{
@@ -393,7 +397,7 @@ es_worker_main(Datum main_arg)
 			AbortCurrentTransaction();
 			FlushErrorState();
 			pgstat_report_activity(STATE_IDLE, NULL);
-			sleep_ms = worker_retry_interval;
+			retry_due_ms = worker_retry_interval;
 		}
 		PG_END_TRY();
 		MemoryContextSwitchTo(TopMemoryContext);
@@ -406,15 +410,18 @@ es_worker_main(Datum main_arg)
 				ConditionVariableCancelSleep();
 			continue;
 		}
-		if (cv != NULL && sleep_ms == worker_idle_interval)
+
+		/* until a commit wakes us, the idle interval, or a retry is due */
+		sleep_ms = worker_idle_interval;
+		if (retry_due_ms >= 0 && retry_due_ms < sleep_ms)
+			sleep_ms = retry_due_ms;
+		if (cv != NULL)
 		{
 			(void) ConditionVariableTimedSleep(cv, sleep_ms, PG_WAIT_EXTENSION);
 			ConditionVariableCancelSleep();
 		}
 		else
 		{
-			if (cv != NULL)
-				ConditionVariableCancelSleep();
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 sleep_ms, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
