@@ -25,8 +25,8 @@
  *
  * es_projection_rebuild calls reset() and replays every matching event from
  * the start.  For an inline projection it first locks es_events in SHARE
- * mode, which waits for appending transactions to end and holds off new
- * appends until the rebuild commits: each event is then either in the
+ * ROW EXCLUSIVE mode, which waits for appending transactions to end and
+ * holds off new appends (and other inline rebuilds) until the rebuild commits: each event is then either in the
  * replay or dispatched after it, never both and never neither.
  *
  *-------------------------------------------------------------------------
@@ -522,14 +522,24 @@ es_projection_rebuild(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("es_projection_rebuild()");
 	PreventCommandIfParallelMode("es_projection_rebuild()");
 	cat = es_projections_available();
+	/*
+	 * Inline: wait for appenders to finish and hold new ones off until
+	 * commit.  The store is locked before the definition row, in the order
+	 * es_append and es_drop_projection take them, so a rebuild waiting for
+	 * an appender cannot deadlock with it.  SHARE ROW EXCLUSIVE conflicts
+	 * with appends and with itself: two inline rebuilds queue, rather than
+	 * deadlock when each then appends.
+	 */
+	if (read_definition(cat, name, ES_LOCK_NONE, &p) != ES_FOUND)
+		es_projection_not_found(name);
+	if (p.is_inline)
+		LockRelationOid(cat->events, ShareRowExclusiveLock);
 	if (read_definition(cat, name, ES_LOCK_WAIT, &p) != ES_FOUND)
 		es_projection_not_found(name);
+	if (p.is_inline)
+		LockRelationOid(cat->events, ShareRowExclusiveLock);	/* redefined meanwhile */
 	es_projection_check_owner(name, p.owner);
 	es_projection_prepare(&p, caller);
-
-	/* inline: wait for appenders to finish, hold new ones off until commit */
-	if (p.is_inline)
-		LockRelationOid(cat->events, ShareLock);
 
 	es_projection_call_reset(&p);
 
