@@ -186,6 +186,7 @@ typedef struct EsLogScan
 	int64		last;			/* position of the last event returned */
 	bool		complete;		/* at the end, every event <= high was seen */
 	bool		done;
+	MemoryContext mcxt;			/* the scan's state lives here */
 	Relation	rel;
 	Relation	index;
 	IndexScanDesc scan;

@@ -60,7 +60,7 @@ typedef struct EsInlineCache
 	uint64		generation;
 	int			n;
 	EsProjection *projections;	/* sorted by name */
-	TupleTableSlot *slot;		/* for the upcast copy of the event */
+	TupleDesc	desc;			/* of es_events, for the event's slot */
 } EsInlineCache;
 
 static EsInlineCache *inline_cache = NULL;
@@ -334,8 +334,7 @@ load_inline(const EsCatalog *cat)
 
 	rel = table_open(cat->events, AccessShareLock);
 	old = MemoryContextSwitchTo(c->cxt);
-	c->slot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(rel)),
-									   &TTSOpsHeapTuple);
+	c->desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	MemoryContextSwitchTo(old);
 	table_close(rel, AccessShareLock);
 	qsort(c->projections, c->n, sizeof(EsProjection), es_projection_cmp);
@@ -411,7 +410,8 @@ es_dispatch_inline(PG_FUNCTION_ARGS)
 	if (c->n == 0)
 		return PointerGetDatum(NULL);
 
-	slot = c->slot;
+	/* a slot of our own: a handler that appends dispatches in between */
+	slot = MakeSingleTupleTableSlot(c->desc, &TTSOpsHeapTuple);
 	ExecStoreHeapTuple(trigdata->tg_trigtuple, slot, false);
 	upcaster = es_upcast_begin();
 	es_upcast_slot(upcaster, slot);
@@ -432,7 +432,7 @@ es_dispatch_inline(PG_FUNCTION_ARGS)
 		es_projection_apply(p, slot, position);
 	}
 	es_append_firing_resume();
-	ExecClearTuple(slot);
+	ExecDropSingleTupleTableSlot(slot);
 	return PointerGetDatum(NULL);
 }
 

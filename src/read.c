@@ -329,6 +329,7 @@ es_log_scan_begin(text *category, int64 after)
 	int			nkeys = 0;
 	AttrNumber	posattr = category ? 2 : 1;
 
+	s->mcxt = CurrentMemoryContext;
 	s->last = after;
 	s->high = es_high_water_mark(cat, after);
 	if (s->high <= after)
@@ -374,29 +375,43 @@ es_log_scan_next(EsLogScan *s)
 {
 	bool		isnull;
 	int64		pos;
+	bool		found;
+	bool		visible = true;
+	MemoryContext old;
 
 	if (s->scan == NULL || s->done)
 		return NULL;
-	if (!index_getnext_slot(s->scan, ForwardScanDirection, s->slot))
+
+	/*
+	 * The index scan allocates state that must live as long as the scan
+	 * (btree remembers dead entries to mark them at the next page), so it
+	 * runs in the context the scan began in, not in the caller's per-event
+	 * context.
+	 */
+	old = MemoryContextSwitchTo(s->mcxt);
+	found = index_getnext_slot(s->scan, ForwardScanDirection, s->slot);
+	if (found)
+	{
+		pos = DatumGetInt64(slot_getattr(s->slot, Anum_es_events_global_position, &isnull));
+		/* the transaction snapshot cannot see this one: stop before it */
+		if (pos <= s->high && s->xact)
+			visible = table_tuple_satisfies_snapshot(s->rel, s->slot, s->xact);
+	}
+	MemoryContextSwitchTo(old);
+
+	if (!found || pos > s->high)
 	{
 		s->done = true;
 		s->complete = true;
 		return NULL;
 	}
-	pos = DatumGetInt64(slot_getattr(s->slot, Anum_es_events_global_position, &isnull));
-	if (pos > s->high)
-	{
-		s->done = true;
-		s->complete = true;
-		return NULL;
-	}
-	/* the transaction snapshot cannot see this one: stop before it */
-	if (s->xact && !table_tuple_satisfies_snapshot(s->rel, s->slot, s->xact))
+	if (!visible)
 	{
 		s->done = true;
 		return NULL;
 	}
 	s->last = pos;
+	/* upcasting allocates in the caller's context: per event */
 	es_upcast_slot(s->upcaster, s->slot);
 	return s->slot;
 }
