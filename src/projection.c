@@ -398,7 +398,9 @@ es_dispatch_inline(PG_FUNCTION_ARGS)
 		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
 		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
-		elog(ERROR, "es_dispatch_inline must be an AFTER INSERT row trigger");
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("_es_dispatch_inline() must be called as an AFTER INSERT row trigger")));
 
 	if (!es_append_firing())
 		return PointerGetDatum(NULL);

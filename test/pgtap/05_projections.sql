@@ -232,8 +232,9 @@ SELECT is(
       WHERE tgrelid = 'public.es_events'::regclass AND NOT tgisinternal),
     ARRAY['es_events_immutable', 'es_events_inline_projections'],
     'es_events has exactly the immutability and the dispatch triggers');
-SELECT throws_like($$SELECT _es_dispatch_inline()$$, '%must be an AFTER INSERT row trigger%',
-                   'the trigger function refuses to be called other than as the AFTER INSERT row trigger');
+SELECT throws_ok($$SELECT _es_dispatch_inline()$$, '39P01',
+                 '_es_dispatch_inline() must be called as an AFTER INSERT row trigger',
+                 'the trigger function refuses to be called other than as the AFTER INSERT row trigger');
 
 -- ---------------------------------------------------------------------------
 -- Nothing granted to PUBLIC or to a fresh role

@@ -204,7 +204,7 @@ fails_with('dst',
 
 # Immutability survives the restore.
 is( $node->safe_psql(
-		'dst', q{SELECT string_agg(tgname || '=' || tgenabled, ',' ORDER BY tgname)
+		'dst', q{SELECT string_agg(tgname || '=' || tgenabled::text, ',' ORDER BY tgname)
 		         FROM pg_trigger WHERE tgrelid = 'es.es_events'::regclass
 		         AND NOT tgisinternal}),
 	'es_events_immutable=A,es_events_inline_projections=A',
