@@ -129,7 +129,12 @@ extern void es_notify_append(text *stream_id);
 extern int	es_wait_poll_interval;
 extern void es_wait_init(void);
 extern void es_note_append(void);
-extern ConditionVariable *es_append_condition_variable(void);
+extern void es_note_projection_change(void);
+#define ES_MAX_WORKERS 64		/* databases with a background worker */
+typedef struct EsWorkerWake EsWorkerWake;
+extern EsWorkerWake *es_worker_wake_register(void);
+extern ConditionVariable *es_worker_wake_cv(EsWorkerWake *w);
+extern void es_worker_wake_set_interest(EsWorkerWake *w, bool has_async);
 
 /* uuidv7.c: time-ordered event ids */
 extern void es_uuidv7(pg_uuid_t *uuid);
@@ -248,7 +253,7 @@ extern char *es_projection_name_arg(FunctionCallInfo fcinfo, int argno);
 
 /* projection_run.c: driving async projections (SQL functions, the worker) */
 extern int64 es_projection_run_all(int32 max_events, int retry_failed_ms,
-									long *retry_due_ms);
+									long *retry_due_ms, bool *has_async);
 
 /* worker.c: the background worker */
 extern void es_worker_init(void);

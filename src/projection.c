@@ -594,7 +594,7 @@ es_define_projection(PG_FUNCTION_ARGS)
 	/* every backend (this one at the next command) reloads its definitions */
 	CacheInvalidateRelcacheByRelid(cat->projections);
 	/* wake the background worker at commit: a new async projection has work */
-	es_note_append();
+	es_note_projection_change();
 	PG_RETURN_VOID();
 }
 

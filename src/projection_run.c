@@ -382,10 +382,12 @@ run_named(const EsCatalog *cat, const char *name, int32 max_events)
  *		retry_failed_ms (< 0: retry failures always).  Returns the total
  *		applied; the worker calls this.  When retry_due_ms is not NULL it is
  *		set to the milliseconds until the next failed projection is due for
- *		a retry (-1: none is waiting), so the worker can wake up for it.
+ *		a retry (-1: none is waiting), so the worker can wake up for it;
+ *		*has_async (when not NULL) says whether any async projection exists.
  */
 int64
-es_projection_run_all(int32 max_events, int retry_failed_ms, long *retry_due_ms)
+es_projection_run_all(int32 max_events, int retry_failed_ms, long *retry_due_ms,
+					  bool *has_async)
 {
 	const EsCatalog *cat = es_projections_available();
 	EsSavedUser saved_user;
@@ -398,6 +400,8 @@ es_projection_run_all(int32 max_events, int retry_failed_ms, long *retry_due_ms)
 
 	if (retry_due_ms != NULL)
 		*retry_due_ms = -1;
+	if (has_async != NULL)
+		*has_async = false;
 
 	/* no async projection, and no definition changed since we last looked */
 	if (none_generation == es_catalog_generation())
@@ -423,6 +427,8 @@ es_projection_run_all(int32 max_events, int retry_failed_ms, long *retry_due_ms)
 		none_generation = es_catalog_generation();
 		return 0;
 	}
+	if (has_async != NULL)
+		*has_async = true;
 
 	head = es_high_water_mark(cat, 0);
 	for (int i = 0; i < n; i++)
@@ -492,7 +498,7 @@ es_projection_run(PG_FUNCTION_ARGS)
 	if (max_events == 0)
 		PG_RETURN_INT64(0);
 	if (PG_ARGISNULL(0))
-		PG_RETURN_INT64(es_projection_run_all(max_events, -1, NULL));
+		PG_RETURN_INT64(es_projection_run_all(max_events, -1, NULL, NULL));
 	PG_RETURN_INT64(run_named(cat, es_projection_name_arg(fcinfo, 0), max_events));
 }
 
@@ -592,7 +598,7 @@ es_projection_rebuild(PG_FUNCTION_ARGS)
 	r.applied = n;
 	r.checkpoint = p.is_inline ? 0 : upto;
 	write_checkpoint(cat, name, &r);
-	es_note_append();
+	es_note_projection_change();
 	PG_RETURN_INT64(n);
 }
 
@@ -708,6 +714,6 @@ es_projection_skip(PG_FUNCTION_ARGS)
 	memset(&r, 0, sizeof(r));
 	r.checkpoint = p.failed_position;
 	write_checkpoint(cat, name, &r);
-	es_note_append();
+	es_note_projection_change();
 	PG_RETURN_INT64(p.failed_position);
 }

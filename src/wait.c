@@ -27,6 +27,7 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "storage/spin.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
@@ -36,14 +37,29 @@
 #include "compat.h"
 #include "event_sourcing.h"
 
+/*
+ * The wake-up of one database's background worker.  Appenders wake only
+ * the worker of their own database, and only while it has async projections
+ * (has_async); a transaction that changed a projection wakes it regardless.
+ */
+typedef struct EsWorkerWake
+{
+	Oid			dboid;			/* InvalidOid: slot free */
+	pg_atomic_uint32 has_async;
+	ConditionVariable cv;
+} EsWorkerWake;
+
 /* Shared state, present only when the library is preloaded. */
 typedef struct EsWaitShared
 {
 	ConditionVariable appended;	/* broadcast when an appender commits */
+	slock_t		mutex;			/* protects workers[].dboid changes */
+	EsWorkerWake workers[ES_MAX_WORKERS];
 } EsWaitShared;
 
 static EsWaitShared *wait_shared = NULL;
 static bool appended_in_xact = false;
+static bool projections_changed_in_xact = false;
 
 int			es_wait_poll_interval = 20;
 
@@ -81,8 +97,37 @@ es_wait_shmem_startup(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	wait_shared = ShmemInitStruct("event_sourcing wait", sizeof(EsWaitShared), &found);
 	if (!found)
+	{
 		ConditionVariableInit(&wait_shared->appended);
+		SpinLockInit(&wait_shared->mutex);
+		for (int i = 0; i < ES_MAX_WORKERS; i++)
+		{
+			wait_shared->workers[i].dboid = InvalidOid;
+			pg_atomic_init_u32(&wait_shared->workers[i].has_async, 1);
+			ConditionVariableInit(&wait_shared->workers[i].cv);
+		}
+	}
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * wake_worker
+ *		Wake the background worker of this database, if it has async
+ *		projections (or 'always').  The slots are read without the lock: a
+ *		worker that registers at this moment misses one wake-up, and its
+ *		idle interval covers it.
+ */
+static void
+wake_worker(bool always)
+{
+	for (int i = 0; i < ES_MAX_WORKERS; i++)
+	{
+		EsWorkerWake *w = &wait_shared->workers[i];
+
+		if (w->dboid == MyDatabaseId &&
+			(always || pg_atomic_read_u32(&w->has_async) != 0))
+			ConditionVariableBroadcast(&w->cv);
+	}
 }
 
 /*
@@ -100,14 +145,20 @@ es_wait_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (appended_in_xact && wait_shared != NULL)
-				ConditionVariableBroadcast(&wait_shared->appended);
+			if (wait_shared != NULL && (appended_in_xact || projections_changed_in_xact))
+			{
+				if (appended_in_xact)
+					ConditionVariableBroadcast(&wait_shared->appended);
+				wake_worker(projections_changed_in_xact);
+			}
 			appended_in_xact = false;
+			projections_changed_in_xact = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			appended_in_xact = false;
+			projections_changed_in_xact = false;
 			break;
 		default:
 			break;
@@ -125,14 +176,80 @@ es_note_append(void)
 }
 
 /*
- * es_append_condition_variable
- *		The condition variable broadcast when an appending transaction
- *		commits, or NULL when the library was not preloaded (worker.c).
+ * es_note_projection_change
+ *		Called when a projection is defined, skipped or rebuilt: wake this
+ *		database's worker at commit, even if it had no async projection.
+ */
+void
+es_note_projection_change(void)
+{
+	projections_changed_in_xact = true;
+}
+
+/*
+ * release_worker_wake
+ *		on_shmem_exit callback: free the worker's slot.
+ */
+static void
+release_worker_wake(int code, Datum arg)
+{
+	EsWorkerWake *w = (EsWorkerWake *) DatumGetPointer(arg);
+
+	SpinLockAcquire(&wait_shared->mutex);
+	w->dboid = InvalidOid;
+	SpinLockRelease(&wait_shared->mutex);
+}
+
+/*
+ * es_worker_wake_register
+ *		Claim the wake-up slot of this database's worker; NULL when the
+ *		library was not preloaded or no slot is free (the worker then
+ *		polls every idle interval).
+ */
+EsWorkerWake *
+es_worker_wake_register(void)
+{
+	EsWorkerWake *result = NULL;
+
+	if (wait_shared == NULL)
+		return NULL;
+	SpinLockAcquire(&wait_shared->mutex);
+	for (int i = 0; i < ES_MAX_WORKERS; i++)
+	{
+		if (!OidIsValid(wait_shared->workers[i].dboid))
+		{
+			result = &wait_shared->workers[i];
+			result->dboid = MyDatabaseId;
+			break;
+		}
+	}
+	SpinLockRelease(&wait_shared->mutex);
+	if (result != NULL)
+	{
+		pg_atomic_write_u32(&result->has_async, 1);
+		on_shmem_exit(release_worker_wake, PointerGetDatum(result));
+	}
+	return result;
+}
+
+/*
+ * es_worker_wake_cv
+ *		The condition variable a registered worker sleeps on.
  */
 ConditionVariable *
-es_append_condition_variable(void)
+es_worker_wake_cv(EsWorkerWake *w)
 {
-	return wait_shared != NULL ? &wait_shared->appended : NULL;
+	return &w->cv;
+}
+
+/*
+ * es_worker_wake_set_interest
+ *		Whether appends in this database should wake the worker.
+ */
+void
+es_worker_wake_set_interest(EsWorkerWake *w, bool has_async)
+{
+	pg_atomic_write_u32(&w->has_async, has_async ? 1 : 0);
 }
 
 /*

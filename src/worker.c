@@ -15,9 +15,11 @@
  * Each database worker runs rounds of es_projection_run_all: every async
  * projection with events past its checkpoint gets up to
  * event_sourcing.worker_max_events of them, each projection in the same
- * transaction as its checkpoint.  Between rounds it sleeps on the condition
- * variable that appending transactions broadcast at commit (wait.c), so it
- * starts within microseconds of a commit, and at most
+ * transaction as its checkpoint.  Between rounds it sleeps on its database's
+ * condition variable, which transactions appending to that database
+ * broadcast at commit while it has async projections, and transactions that
+ * define, skip or rebuild a projection broadcast regardless (wait.c): it
+ * starts within microseconds of a commit, and sleeps at most
  * event_sourcing.worker_idle_interval.  A failed handler only marks its
  * projection failed; the worker retries a failed projection every
  * event_sourcing.worker_retry_interval.  Any other error is logged, the
@@ -73,7 +75,6 @@ typedef struct EsWorkerSlot
 	bool		missing_logged;
 } EsWorkerSlot;
 
-#define ES_MAX_WORKERS 64
 
 PGDLLEXPORT void es_launcher_main(Datum main_arg);
 PGDLLEXPORT void es_worker_main(Datum main_arg);
@@ -324,11 +325,12 @@ es_launcher_main(Datum main_arg)
  *		in *retry_due_ms when a failed projection is next due (-1: none).
  */
 static int64
-run_round(long *retry_due_ms)
+run_round(long *retry_due_ms, bool *has_async)
 {
 	int64		applied = 0;
 
 	*retry_due_ms = -1;
+	*has_async = false;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -337,7 +339,7 @@ run_round(long *retry_due_ms)
 	if (OidIsValid(get_extension_oid("event_sourcing", true)) &&
 		OidIsValid(es_catalog()->projections))
 		applied = es_projection_run_all(worker_max_events, worker_retry_interval,
-										retry_due_ms);
+										retry_due_ms, has_async);
 
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -354,6 +356,7 @@ void
 es_worker_main(Datum main_arg)
 {
 	char		dbname[NAMEDATALEN];
+	EsWorkerWake *wake;
 	ConditionVariable *cv;
 	MemoryContext round_cxt;
 
@@ -367,7 +370,8 @@ es_worker_main(Datum main_arg)
 	SetConfigOption("default_transaction_isolation", "read committed",
 					PGC_SUSET, PGC_S_OVERRIDE);
 
-	cv = es_append_condition_variable();
+	wake = es_worker_wake_register();
+	cv = wake != NULL ? es_worker_wake_cv(wake) : NULL;
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "event_sourcing worker round",
 									  ALLOCSET_DEFAULT_SIZES);
 	ereport(LOG, (errmsg("event_sourcing worker started for database \"%s\"", dbname)));
@@ -376,6 +380,7 @@ es_worker_main(Datum main_arg)
 	{
 		int64		applied = 0;
 		long		retry_due_ms = -1;
+		bool		has_async = true;
 		long		sleep_ms;
 
 		CHECK_FOR_INTERRUPTS();
@@ -388,7 +393,7 @@ es_worker_main(Datum main_arg)
 		MemoryContextSwitchTo(round_cxt);
 		PG_TRY();
 		{
-			applied = run_round(&retry_due_ms);
+			applied = run_round(&retry_due_ms, &has_async);
 		}
 		PG_CATCH();
 		{
@@ -398,8 +403,12 @@ es_worker_main(Datum main_arg)
 			FlushErrorState();
 			pgstat_report_activity(STATE_IDLE, NULL);
 			retry_due_ms = worker_retry_interval;
+			has_async = true;
 		}
 		PG_END_TRY();
+		/* appends in this database need not wake us while there is no async projection */
+		if (wake != NULL)
+			es_worker_wake_set_interest(wake, has_async);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(round_cxt);
 
