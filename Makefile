@@ -28,6 +28,9 @@ OBJS = \
 	src/projection_run.o \
 	src/worker.o
 
+# PGXS tracks no header dependencies: every object depends on the shared ones.
+$(OBJS): src/event_sourcing.h src/compat.h
+
 DATA = $(wildcard event_sourcing--*.sql)
 
 PG_CPPFLAGS = -I$(srcdir)/src -DEXTVERSION=\"$(EXTVERSION)\"

@@ -237,6 +237,9 @@ typedef struct EsProjection
 	TimestampTz updated_at;
 	bool		ready;			/* cb is set up (es_projection_prepare) */
 	EsCallback	cb;
+	struct _SPI_plan *sqlplan;	/* one-statement SQL handler, planned once */
+	bool		sql_readonly;	/* run it read-only (not VOLATILE) */
+	Oid			event_type;		/* the row type of es_events */
 } EsProjection;
 
 extern const EsCatalog *es_projections_available(void);

@@ -35,9 +35,14 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_language.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/functions.h"
 #include "executor/spi.h"
+#include "nodes/params.h"
+#include "tcop/tcopprot.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -140,6 +145,86 @@ es_projection_from_tuple(HeapTuple tup, TupleDesc desc, EsProjection *p,
 }
 
 /*
+ * free_sql_plan
+ *		Memory context callback: the context that held a projection's
+ *		definition goes away, and with it the kept plan of its handler.
+ */
+static void
+free_sql_plan(void *arg)
+{
+	SPI_freeplan((SPIPlanPtr) arg);
+}
+
+/*
+ * prepare_sql_handler
+ *		For a handler written as one SQL statement, plan that statement once
+ *		and keep the plan (with mcxt's lifetime).
+ *
+ * A LANGUAGE sql function is parsed and planned again in every transaction
+ * that calls it; an inline handler is called once per appending
+ * transaction, so that would be per event.  A kept SPI plan, parsed with
+ * the function's own parameter resolution (named parameter or $1), runs the
+ * same statement with the same snapshot rules (a VOLATILE function sees the
+ * effects of earlier statements, others run read-only) and is replanned by
+ * the plan cache when the tables it uses change.  Functions with SECURITY
+ * DEFINER, SET clauses, a pre-parsed body (BEGIN ATOMIC) or more than one
+ * statement keep going through the function manager.
+ */
+static void
+prepare_sql_handler(EsProjection *p, MemoryContext mcxt)
+{
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	bool		isnull;
+	char	   *src;
+	SQLFunctionParseInfoPtr pinfo;
+	SPIPlanPtr	plan;
+	MemoryContext old;
+	MemoryContextCallback *cb;
+
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(p->handler));
+	if (!HeapTupleIsValid(tup))
+		return;
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	if (proc->prolang != SQLlanguageId || proc->prosecdef ||
+		!heap_attisnull(tup, Anum_pg_proc_proconfig, NULL) ||
+		!heap_attisnull(tup, Anum_pg_proc_prosqlbody, NULL))
+	{
+		ReleaseSysCache(tup);
+		return;
+	}
+	src = TextDatumGetCString(SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_prosrc, &isnull));
+	if (list_length(pg_parse_query(src)) != 1)
+	{
+		ReleaseSysCache(tup);
+		return;
+	}
+
+	/* the plan cache reparses with pinfo: it lives as long as the plan */
+	old = MemoryContextSwitchTo(mcxt);
+	src = pstrdup(src);
+	pinfo = prepare_sql_fn_parse_info(tup, NULL, InvalidOid);
+	MemoryContextSwitchTo(old);
+	p->sql_readonly = proc->provolatile != PROVOLATILE_VOLATILE;
+	ReleaseSysCache(tup);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	plan = SPI_prepare_params(src, (ParserSetupHook) sql_fn_parser_setup, pinfo, 0);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare_params failed for the handler of projection \"%s\": %s",
+			 p->name, SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	SPI_finish();
+
+	cb = MemoryContextAlloc(mcxt, sizeof(MemoryContextCallback));
+	cb->func = free_sql_plan;
+	cb->arg = plan;
+	MemoryContextRegisterResetCallback(mcxt, cb);
+	p->sqlplan = plan;
+}
+
+/*
  * es_projection_prepare
  *		Get a definition ready to call: the handler and its owner must still
  *		exist, and the owner must still have EXECUTE on the handler.  The
@@ -168,6 +253,8 @@ es_projection_prepare(EsProjection *p, MemoryContext mcxt)
 				 errhint("GRANT EXECUTE on the handler to role \"%s\".",
 						 GetUserNameFromId(p->owner, false))));
 	es_callback_init(&p->cb, p->handler, mcxt);
+	p->event_type = get_rel_type_id(es_catalog()->events);
+	prepare_sql_handler(p, mcxt);
 	p->ready = true;
 }
 
@@ -225,10 +312,30 @@ es_projection_apply(const EsProjection *p, TupleTableSlot *slot, int64 position)
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(p->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 
-	InitFunctionCallInfoData(*fcinfo, (FmgrInfo *) &p->cb.flinfo, 1, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = ExecFetchSlotHeapTupleDatum(slot);
-	fcinfo->args[0].isnull = false;
-	(void) FunctionCallInvoke(fcinfo);
+	if (p->sqlplan != NULL)
+	{
+		ParamListInfo params = makeParamList(1);
+		int			rc;
+
+		params->params[0].value = ExecFetchSlotHeapTupleDatum(slot);
+		params->params[0].isnull = false;
+		params->params[0].pflags = PARAM_FLAG_CONST;
+		params->params[0].ptype = p->event_type;
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		rc = SPI_execute_plan_with_paramlist(p->sqlplan, params, p->sql_readonly, 0);
+		if (rc < 0)
+			elog(ERROR, "running the handler of projection \"%s\" failed: %s",
+				 p->name, SPI_result_code_string(rc));
+		SPI_finish();
+	}
+	else
+	{
+		InitFunctionCallInfoData(*fcinfo, (FmgrInfo *) &p->cb.flinfo, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = ExecFetchSlotHeapTupleDatum(slot);
+		fcinfo->args[0].isnull = false;
+		(void) FunctionCallInvoke(fcinfo);
+	}
 
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	error_context_stack = errcallback.previous;
