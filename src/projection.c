@@ -123,9 +123,13 @@ void
 es_projection_from_tuple(HeapTuple tup, TupleDesc desc, EsProjection *p,
 						 MemoryContext mcxt)
 {
-	Datum		values[Natts_es_projection_defs];
-	bool		nulls[Natts_es_projection_defs];
+	Datum	   *values;
+	bool	   *nulls;
 
+	/* sized by the descriptor: a later version may add columns */
+	Assert(desc->natts >= Natts_es_projection_defs);
+	values = palloc(sizeof(Datum) * desc->natts);
+	nulls = palloc(sizeof(bool) * desc->natts);
 	heap_deform_tuple(tup, desc, values, nulls);
 	memset(p, 0, sizeof(EsProjection));
 	p->name = MemoryContextStrdup(mcxt, TextDatumGetCString(values[Anum_es_projection_defs_name - 1]));
@@ -142,6 +146,8 @@ es_projection_from_tuple(HeapTuple tup, TupleDesc desc, EsProjection *p,
 	p->failed_position = nulls[Anum_es_projection_defs_failed_position - 1] ? 0 :
 		DatumGetInt64(values[Anum_es_projection_defs_failed_position - 1]);
 	p->updated_at = DatumGetTimestampTz(values[Anum_es_projection_defs_updated_at - 1]);
+	pfree(values);
+	pfree(nulls);
 }
 
 /*
