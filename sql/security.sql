@@ -34,6 +34,30 @@ SELECT count(*) AS trap_rows FROM evil.es_events;
 SELECT last_value AS trap_seq FROM evil.es_events_global_position_seq;
 SELECT regress.err($$DELETE FROM es.es_events$$);
 
+-- Projections under the same search_path: their internal statements use
+-- pg_catalog's operators, never evil.= (which would raise "operator trap
+-- called", as the extension's owner).
+CREATE TABLE es.sec_model (pos bigint PRIMARY KEY, stream_id text);
+CREATE FUNCTION es.sec_apply(e es.es_events) RETURNS void LANGUAGE sql
+    AS $$ INSERT INTO es.sec_model VALUES (e.global_position, e.stream_id) $$;
+CREATE FUNCTION es.sec_reset() RETURNS void LANGUAGE sql
+    AS $$ DELETE FROM es.sec_model $$;
+CREATE FUNCTION es.sec_fail(e es.es_events) RETURNS void LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'poison %', e.global_position; END $$;
+SELECT es.es_define_projection('sec_inline', 'es.sec_apply(es.es_events)', ARRAY['Deposited'],
+                               'inline', 'es.sec_reset()');
+SELECT es.es_define_projection('sec_async', 'es.sec_fail(es.es_events)', NULL, 'async');
+SELECT es.es_append('acct-1', 3, 'Deposited', '{"amount": 3}');
+SELECT pos, stream_id FROM es.sec_model ORDER BY pos;
+SELECT es.es_projection_run('sec_async');
+SELECT name, status, position, failed_position FROM es.es_projections ORDER BY name;
+SELECT es.es_projection_skip('sec_async');
+SELECT es.es_projection_rebuild('sec_inline');
+SELECT pos, stream_id FROM es.sec_model ORDER BY pos;
+SELECT es.es_drop_projection('sec_inline'), es.es_drop_projection('sec_async');
+DROP FUNCTION es.sec_apply(es.es_events), es.sec_fail(es.es_events), es.sec_reset();
+DROP TABLE es.sec_model;
+
 RESET search_path;
 
 -- Nothing is granted to PUBLIC: a role needs EXECUTE on the functions.

@@ -740,7 +740,7 @@ es_drop_projection(PG_FUNCTION_ARGS)
 	es_become_owner(&saved_user);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(psprintf("SELECT owner::oid FROM %s.es_projection_defs WHERE name = $1 FOR UPDATE", schema),
+	if (SPI_execute_with_args(psprintf("SELECT owner::oid FROM %s.es_projection_defs WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE", schema),
 							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading the projection definition failed");
 	if (SPI_processed == 0)
@@ -749,9 +749,9 @@ es_drop_projection(PG_FUNCTION_ARGS)
 	es_restore_user(&saved_user);
 	es_projection_check_owner(name, owner);
 	es_become_owner(&saved_user);
-	if (SPI_execute_with_args(psprintf("DELETE FROM %s.es_dead_letters WHERE projection = $1", schema),
+	if (SPI_execute_with_args(psprintf("DELETE FROM %s.es_dead_letters WHERE projection OPERATOR(pg_catalog.=) $1", schema),
 							  1, types, values, NULL, false, 0) != SPI_OK_DELETE ||
-		SPI_execute_with_args(psprintf("DELETE FROM %s.es_projection_defs WHERE name = $1", schema),
+		SPI_execute_with_args(psprintf("DELETE FROM %s.es_projection_defs WHERE name OPERATOR(pg_catalog.=) $1", schema),
 							  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "dropping the projection failed");
 	SPI_finish();

@@ -116,14 +116,14 @@ read_definition(const EsCatalog *cat, const char *name, EsLockMode lock,
 	es_become_owner(&saved_user);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(psprintf("SELECT * FROM %s WHERE name = $1%s",
+	if (SPI_execute_with_args(psprintf("SELECT * FROM %s WHERE name OPERATOR(pg_catalog.=) $1%s",
 									   qualified(cat, "es_projection_defs"), suffix),
 							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading the projection definition failed");
 	if (SPI_processed == 1)
 		es_projection_from_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, p, caller);
 	else if (lock == ES_LOCK_SKIP &&
-			 SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE name = $1",
+			 SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE name OPERATOR(pg_catalog.=) $1",
 											qualified(cat, "es_projection_defs")),
 								   1, types, values, NULL, false, 0) == SPI_OK_SELECT &&
 			 SPI_processed == 1)
@@ -163,7 +163,7 @@ write_checkpoint(const EsCatalog *cat, const char *name, const EsRunResult *r)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute_with_args(psprintf("UPDATE %s SET position = $2, status = $3, last_error = $4, "
 									   "failed_position = $5, updated_at = pg_catalog.now() "
-									   "WHERE name = $1",
+									   "WHERE name OPERATOR(pg_catalog.=) $1",
 									   qualified(cat, "es_projection_defs")),
 							  5, types, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "storing the projection checkpoint failed");
@@ -411,7 +411,7 @@ es_projection_run_all(int32 max_events, int retry_failed_ms, long *retry_due_ms,
 	es_become_owner(&saved_user);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(psprintf("SELECT * FROM %s WHERE mode = 'async' ORDER BY name",
+	if (SPI_execute(psprintf("SELECT * FROM %s WHERE mode OPERATOR(pg_catalog.=) 'async' ORDER BY name",
 							 qualified(cat, "es_projection_defs")),
 					false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading the projection definitions failed");
@@ -685,7 +685,7 @@ es_projection_skip(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	types[0] = TEXTOID;
 	values[0] = CStringGetTextDatum(name);
-	if (SPI_execute_with_args(psprintf("SELECT last_error FROM %s WHERE name = $1",
+	if (SPI_execute_with_args(psprintf("SELECT last_error FROM %s WHERE name OPERATOR(pg_catalog.=) $1",
 									   qualified(cat, "es_projection_defs")),
 							  1, types, values, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "reading the projection definition failed");
