@@ -13,39 +13,17 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsTest;
 
-my $node = PostgreSQL::Test::Cluster->new('dump_restore');
-$node->init;
-$node->start;
+my $node = es_node('dump_restore');
 
 my $tempdir = PostgreSQL::Test::Utils::tempdir;
 
 $node->safe_psql('postgres', 'CREATE DATABASE src');
 $node->safe_psql('src',
 	'CREATE SCHEMA es; CREATE EXTENSION event_sourcing SCHEMA es');
-
-# Run SQL in a database and return (exit code, stdout, stderr), with
-# verbose error reports so that stderr carries the SQLSTATE.
-sub run_sql
-{
-	my ($db, $sql) = @_;
-	my ($out, $err);
-	my $rc = $node->psql(
-		$db, "\\set VERBOSITY verbose\n$sql",
-		stdout => \$out,
-		stderr => \$err);
-	return ($rc, $out, $err);
-}
-
-# Assert that $sql fails with SQLSTATE $state in $db.
-sub fails_with
-{
-	my ($db, $sql, $state, $name) = @_;
-	my ($rc, $out, $err) = run_sql($db, $sql);
-	ok($rc != 0 && $err =~ /ERROR:\s+$state:/, $name)
-	  or diag("exit code $rc\nstdout: $out\nstderr: $err");
-	return $err;
-}
 
 #
 # Fill the store in db src: single and batch appends, with and without
@@ -127,14 +105,7 @@ cmp_ok($src_last, '>', $src_max,
 # Custom-format dump, restore into a new database.
 #
 my $dumpfile = "$tempdir/src.dump";
-$node->command_ok(
-	[ 'pg_dump', '-Fc', '-f', $dumpfile, '-d', $node->connstr('src') ],
-	'pg_dump -Fc of the source database');
-
-$node->safe_psql('postgres', 'CREATE DATABASE dst');
-$node->command_ok(
-	[ 'pg_restore', '--exit-on-error', '-d', $node->connstr('dst'), $dumpfile ],
-	'pg_restore into a new database');
+dump_restore_custom($node, 'src', 'dst', $dumpfile);
 
 is( $node->safe_psql('dst',
 		q{SELECT extnamespace::regnamespace FROM pg_extension WHERE extname = 'event_sourcing'}),
@@ -164,10 +135,10 @@ is( $node->safe_psql(
 is($node->safe_psql('dst',
 		q{SELECT es.es_append('order-1', 3, 'OrderDelivered', '{"at": "door"}')}),
 	'4', 'append in dst with the restored version as expected version gives version 4');
-fails_with('dst',
+fails_with($node, 'dst',
 	q{SELECT es.es_append('order-1', 3, 'OrderDelivered', '{}')},
 	'40001', 'stale expected version in dst fails with 40001');
-fails_with('dst',
+fails_with($node, 'dst',
 	q{SELECT es.es_append('account-7', 0, 'Opened', '{}')},
 	'40001', 'expected version 0 on a restored stream fails with 40001');
 is($node->safe_psql('dst',
@@ -198,7 +169,7 @@ is( $node->safe_psql(
 		                      '{"actor": "bob"}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11')}),
 	'3',
 	'idempotent retry of a restored event is recognised in dst');
-fails_with('dst',
+fails_with($node, 'dst',
 	q{SELECT es.es_append('other-1', NULL, 'X', '{}', '{}', 'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a22')},
 	'23505', 'restored event id reused in another stream fails with 23505');
 
@@ -210,13 +181,13 @@ is( $node->safe_psql(
 	'es_events_immutable=A,es_events_inline_projections=A',
 	'immutability and inline projection triggers restored, enabled ALWAYS');
 my $before = $node->safe_psql('dst', $full_dump_sql);
-fails_with('dst', q{UPDATE es.es_events SET data = '{}' WHERE stream_id = 'order-1'},
+fails_with($node, 'dst', q{UPDATE es.es_events SET data = '{}' WHERE stream_id = 'order-1'},
 	'55000', 'UPDATE on es.es_events in dst fails with 55000');
-fails_with('dst', q{DELETE FROM es.es_events WHERE stream_id = 'order-2'},
+fails_with($node, 'dst', q{DELETE FROM es.es_events WHERE stream_id = 'order-2'},
 	'55000', 'DELETE on es.es_events in dst fails with 55000');
-fails_with('dst', q{TRUNCATE es.es_events},
+fails_with($node, 'dst', q{TRUNCATE es.es_events},
 	'55000', 'TRUNCATE on es.es_events in dst fails with 55000');
-fails_with('dst',
+fails_with($node, 'dst',
 	q{SET session_replication_role = replica; DELETE FROM es.es_events},
 	'55000', 'DELETE in dst fails with 55000 under session_replication_role = replica');
 is($node->safe_psql('dst', $full_dump_sql),
@@ -229,17 +200,7 @@ is($node->safe_psql('src', $full_dump_sql), $src_rows, 'source store unchanged')
 # Plain-format dump piped through psql.
 #
 my $plainfile = "$tempdir/src.sql";
-$node->command_ok(
-	[ 'pg_dump', '-Fp', '-f', $plainfile, '-d', $node->connstr('src') ],
-	'plain-format pg_dump of the source database');
-$node->safe_psql('postgres', 'CREATE DATABASE dst_plain');
-$node->command_ok(
-	[
-		'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1',
-		'-d', $node->connstr('dst_plain'),
-		'-f', $plainfile
-	],
-	'plain-format dump loads with psql');
+dump_restore_plain($node, 'src', 'dst_plain', $plainfile);
 
 is($node->safe_psql('dst_plain', 'SELECT count(*) FROM es.es_events'),
 	$src_count, 'plain round trip: row count identical');

@@ -26,17 +26,18 @@ use Time::HiRes qw(usleep);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsTest;
 
 my $nclients   = 4;
 my $nstreams   = 20;
 my $load_secs  = 4;
 my $max_per_client = 100000;	# an upper bound only; the crash ends the load
 
-my $node = PostgreSQL::Test::Cluster->new('crash_recovery');
-$node->init;
 # PostgreSQL::Test::Cluster sets fsync = off; a crash test needs it on.
-$node->append_conf(
-	'postgresql.conf', qq{
+my $node = es_node(
+	'crash_recovery', qq{
 fsync = on
 synchronous_commit = on
 full_page_writes = on
@@ -44,7 +45,6 @@ restart_after_crash = off
 log_statement = none
 max_connections = 20
 });
-$node->start;
 
 is($node->safe_psql('postgres', 'SHOW fsync'), 'on', 'fsync is on');
 is($node->safe_psql('postgres', 'SHOW synchronous_commit'),

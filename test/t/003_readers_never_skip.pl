@@ -49,6 +49,9 @@ use Time::HiRes qw(time);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsTest;
 
 my $load_secs  = 6;		# how long the appenders run
 my $page_size  = 50;	# max_count of every read
@@ -56,15 +59,12 @@ my $trap_every = 0.5;	# seconds between two traps
 
 my $t_start = time();
 
-my $node = PostgreSQL::Test::Cluster->new('readers_never_skip');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
+my $node = es_node(
+	'readers_never_skip', qq{
 max_connections = 30
 max_prepared_transactions = 10
 log_statement = none
 });
-$node->start;
 
 my $tempdir = PostgreSQL::Test::Utils::tempdir;
 my $psql    = $node->installed_command('psql');

@@ -42,15 +42,16 @@ use Time::HiRes qw(time);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsTest;
 
 my $t_start = time();
 
 my $example = File::Spec->catfile(dirname(__FILE__), '..', '..', 'examples',
 	'bank_account.sql');
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->start;
+my $primary = es_node('primary', undef, allows_streaming => 1);
 $primary->safe_psql('postgres', 'CREATE EXTENSION event_sourcing');
 $primary->safe_psql('postgres', slurp_file($example));
 
@@ -83,37 +84,14 @@ sub state_at
 	return qq({"owner": "Alice", "status": "open", "balance": $balance, "transactions": $v});
 }
 
-# Run SQL; returns (exit code, stdout, stderr), with verbose errors so that
-# stderr carries the SQLSTATE.
-sub run_sql
-{
-	my ($node, $sql) = @_;
-	my ($out, $err);
-	my $rc = $node->psql(
-		'postgres', "\\set VERBOSITY verbose\n$sql",
-		stdout => \$out,
-		stderr => \$err);
-	return ($rc, $out, $err);
-}
-
 # Assert that $sql runs without an error or warning; returns its stdout.
 sub runs_clean
 {
 	my ($node, $sql, $name) = @_;
-	my ($rc, $out, $err) = run_sql($node, $sql);
+	my ($rc, $out, $err) = run_sql($node, 'postgres', $sql);
 	ok($rc == 0 && $err eq '', $name)
 	  or diag("exit code $rc\nstdout: $out\nstderr: $err");
 	return $out;
-}
-
-# Assert that $sql fails with SQLSTATE $state.
-sub fails_with
-{
-	my ($node, $sql, $state, $name) = @_;
-	my ($rc, $out, $err) = run_sql($node, $sql);
-	ok($rc != 0 && $err =~ /ERROR:\s+$state:/, $name)
-	  or diag("exit code $rc\nstdout: $out\nstderr: $err");
-	return;
 }
 
 # Fold in a new session, after the SQL in $setup (e.g. BEGIN READ ONLY), with
@@ -238,15 +216,15 @@ is($standby->safe_psql('postgres', "SELECT es_stream_version('$stream')"),
 is(count_snapshots($standby), '0', 'standby: es_snapshots is still empty');
 
 # What a standby refuses.
-fails_with($standby, 'SELECT * FROM es_read_all()', '0A000',
+fails_with($standby, 'postgres', 'SELECT * FROM es_read_all()', '0A000',
 	'standby: es_read_all fails with 0A000');
-fails_with($standby, "SELECT * FROM es_read_category('account')", '0A000',
+fails_with($standby, 'postgres', "SELECT * FROM es_read_category('account')", '0A000',
 	'standby: es_read_category fails with 0A000');
-fails_with($standby, "SELECT es_execute('$stream', '{\"type\": \"Deposit\", \"amount\": 1}')",
+fails_with($standby, 'postgres', "SELECT es_execute('$stream', '{\"type\": \"Deposit\", \"amount\": 1}')",
 	'25006', 'standby: es_execute fails with 25006');
-fails_with($standby, "SELECT es_append('$stream', 350, 'MoneyDeposited', '{\"amount\": 1}')",
+fails_with($standby, 'postgres', "SELECT es_append('$stream', 350, 'MoneyDeposited', '{\"amount\": 1}')",
 	'25006', 'standby: es_append fails with 25006');
-fails_with($standby, "SELECT es_snapshot_save('$stream', 350, '{}')",
+fails_with($standby, 'postgres', "SELECT es_snapshot_save('$stream', 350, '{}')",
 	'25006', 'standby: es_snapshot_save fails with 25006');
 
 # More WAL from the primary (another stream): still nothing stored anywhere.
@@ -285,7 +263,7 @@ is($out, "350\n0\n350\n350\n1050\n0",
 	'primary, read-only: every fold (BEGIN READ ONLY, default_transaction_read_only) folds all events and stores nothing'
 );
 is(count_snapshots($primary), '0', 'primary: still no snapshot after the read-only folds');
-fails_with($primary,
+fails_with($primary, 'postgres',
 	"BEGIN READ ONLY; SELECT es_execute('$stream', '{\"type\": \"Deposit\", \"amount\": 1}')",
 	'25006', 'primary, BEGIN READ ONLY: es_execute fails with 25006');
 

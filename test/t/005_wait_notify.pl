@@ -45,22 +45,22 @@ use Time::HiRes qw(time usleep);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsTest;
 
 my $rounds = 20;
 
 my $t_start = time();
 
-my $node = PostgreSQL::Test::Cluster->new('wait_notify');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
+my $node = es_node(
+	'wait_notify', qq{
 track_commit_timestamp = on
 max_prepared_transactions = 5
 log_statement = none
 shared_preload_libraries = 'event_sourcing'
 event_sourcing.wait_poll_interval = 10000
 });
-$node->start;
 
 $node->safe_psql(
 	'postgres', q{
@@ -139,14 +139,6 @@ sub finish_waiting
 	  or die "unexpected output of the waiter: $out";
 	return ($1, $2, $3 eq '' ? undef : $3);
 }
-
-sub median
-{
-	my @s = sort { $a <=> $b } @_;
-	return @s % 2 ? $s[ $#s / 2 ] : ($s[ @s / 2 - 1 ] + $s[ @s / 2 ]) / 2;
-}
-
-sub max_of { my $m = shift; for (@_) { $m = $_ if $_ > $m } return $m; }
 
 # $rounds times: es_wait in the waiter, one append committed by "other".
 # Checks every returned position; returns the wake-up latencies (ms).

@@ -59,13 +59,14 @@ use Time::HiRes qw(time usleep);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsTest;
 
 my $t_start = time();
 
-my $node = PostgreSQL::Test::Cluster->new('projection_worker');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', q{
+my $node = es_node(
+	'projection_worker', q{
 track_commit_timestamp = on
 max_prepared_transactions = 5
 max_worker_processes = 12
@@ -76,7 +77,6 @@ event_sourcing.worker_databases = 'app, other, plain'
 event_sourcing.worker_retry_interval = 200ms
 event_sourcing.worker_restart_interval = 200ms
 });
-$node->start;
 
 # A read model shared by every projection: one row per (projection, event)
 # applied, with the process type that applied it.
@@ -219,14 +219,6 @@ sub wait_caught_up
 	return $node->poll_query_until($db,
 		"SELECT lag = 0 AND status = 'running' FROM es_projections WHERE name = '$p'");
 }
-
-sub median
-{
-	my @s = sort { $a <=> $b } @_;
-	return @s % 2 ? $s[ $#s / 2 ] : ($s[ @s / 2 - 1 ] + $s[ @s / 2 ]) / 2;
-}
-
-sub max_of { my $m = shift; for (@_) { $m = $_ if $_ > $m } return $m; }
 
 sub set_conf
 {

@@ -50,52 +50,20 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsTest;
 
-my $node = PostgreSQL::Test::Cluster->new('projection_dump_restore');
-$node->init;
 # track_functions: count the calls of the dispatch trigger and the handlers
-$node->append_conf(
-	'postgresql.conf', qq{
+my $node = es_node(
+	'projection_dump_restore', qq{
 track_functions = all
 log_statement = none
 # should a backend crash, come back so that the checks after it still run
 restart_after_crash = on
 });
-$node->start;
 
 my $tempdir = PostgreSQL::Test::Utils::tempdir;
-
-# Run SQL in a database and return (exit code, stdout, stderr), with
-# verbose error reports so that stderr carries the SQLSTATE.
-sub run_sql
-{
-	my ($db, $sql) = @_;
-	my ($out, $err);
-	my $rc = $node->psql(
-		$db, "\\set VERBOSITY verbose\n$sql",
-		stdout => \$out,
-		stderr => \$err);
-	return ($rc, $out, $err);
-}
-
-# Assert that $sql fails with SQLSTATE $state in $db.
-sub fails_with
-{
-	my ($db, $sql, $state, $name) = @_;
-	my ($rc, $out, $err) = run_sql($db, $sql);
-	ok($rc != 0 && $err =~ /ERROR:\s+$state:/, $name)
-	  or diag("exit code $rc\nstdout: $out\nstderr: $err");
-	return $err;
-}
-
-# Run $sql, which must succeed; return (stdout, stderr).
-sub succeeds
-{
-	my ($db, $sql, $name) = @_;
-	my ($rc, $out, $err) = run_sql($db, $sql);
-	ok($rc == 0, $name) or diag("exit code $rc\nstdout: $out\nstderr: $err");
-	return ($out, $err);
-}
 
 #
 # The source database.
@@ -258,14 +226,14 @@ is( $node->safe_psql(
 # skipped past it, and fails again at 11 (keeping 10).
 is($node->safe_psql('src', q{SELECT es.es_projection_run('type_counts', 7)}),
 	'7', 'src: type_counts applies 7 events');
-my ($out, $err) = succeeds('src', q{SELECT es.es_projection_run('withdrawal_audit')},
+my ($out, $err) = succeeds($node, 'src', q{SELECT es.es_projection_run('withdrawal_audit')},
 	'src: withdrawal_audit run');
 is($out, '1', 'src: withdrawal_audit applies 1 event before the poison one');
 like($err, qr/projection "withdrawal_audit" failed at global position 9: suspicious withdrawal of 1500000/,
 	'src: WARNING names the failing position and error');
 is($node->safe_psql('src', q{SELECT es.es_projection_skip('withdrawal_audit')}),
 	'9', 'src: es_projection_skip skips position 9');
-($out, $err) = succeeds('src', q{SELECT es.es_projection_run('withdrawal_audit')},
+($out, $err) = succeeds($node, 'src', q{SELECT es.es_projection_run('withdrawal_audit')},
 	'src: withdrawal_audit run after the skip');
 is($out, '1', 'src: withdrawal_audit applies position 10, then fails at 11');
 like($err, qr/failed at global position 11/, 'src: WARNING for position 11');
@@ -393,13 +361,7 @@ is($node->safe_psql('src', 'SELECT count(*) FROM es.es_projection_defs'),
 # Custom format: pg_dump -Fc, pg_restore into a new database.
 #
 my $dumpfile = "$tempdir/src.dump";
-$node->command_ok(
-	[ 'pg_dump', '-Fc', '-f', $dumpfile, '-d', $node->connstr('src') ],
-	'pg_dump -Fc of the source database');
-$node->safe_psql('postgres', 'CREATE DATABASE dst');
-$node->command_ok(
-	[ 'pg_restore', '--exit-on-error', '-d', $node->connstr('dst'), $dumpfile ],
-	'pg_restore into a new database');
+dump_restore_custom($node, 'src', 'dst', $dumpfile);
 
 same_state('dst', $src_state, 'custom restore');
 inline_models_exact('dst', 'custom restore');
@@ -418,17 +380,7 @@ is(call_counts('dst'), '16/0',
 # Plain format: pg_dump | psql.
 #
 my $plainfile = "$tempdir/src.sql";
-$node->command_ok(
-	[ 'pg_dump', '-Fp', '-f', $plainfile, '-d', $node->connstr('src') ],
-	'plain-format pg_dump of the source database');
-$node->safe_psql('postgres', 'CREATE DATABASE dst_plain');
-$node->command_ok(
-	[
-		'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1',
-		'-d', $node->connstr('dst_plain'),
-		'-f', $plainfile
-	],
-	'plain-format dump loads with psql');
+dump_restore_plain($node, 'src', 'dst_plain', $plainfile);
 
 same_state('dst_plain', $src_state, 'plain restore');
 inline_models_exact('dst_plain', 'plain restore');
@@ -498,7 +450,7 @@ for my $db (@dbs)
 # on; the dead letters add up.
 for my $db (@dbs)
 {
-	($out, $err) = succeeds($db, q{SELECT es.es_projection_run('withdrawal_audit')},
+	($out, $err) = succeeds($node, $db, q{SELECT es.es_projection_run('withdrawal_audit')},
 		"$db: withdrawal_audit run retries the failed event");
 	is($out, '0', "$db: withdrawal_audit applies nothing: it fails at 11 again");
 	like($err, qr/failed at global position 11: suspicious withdrawal of 1000000/,
@@ -561,7 +513,7 @@ for my $db ('dst', 'dst_plain')
 	# withdrawal_audit has no reset function: its rebuild meets its existing
 	# rows (unique violation at position 6), fails as a whole, and leaves the
 	# read model as it was.
-	fails_with($db, q{SELECT es.es_projection_rebuild('withdrawal_audit')},
+	fails_with($node, $db, q{SELECT es.es_projection_rebuild('withdrawal_audit')},
 		'23505', "$db: rebuild of withdrawal_audit fails with the handler's 23505");
 	is($node->safe_psql($db, $state_sql{withdrawal_audit}),
 		$before{withdrawal_audit}, "$db: withdrawal_audit unchanged by the failed rebuild");
@@ -667,14 +619,14 @@ $node->safe_psql('holes',
 	q{BEGIN; SELECT es_append('a-1', NULL, 'A', '{}'); ROLLBACK;});
 $node->safe_psql('holes',
 	q{SELECT es_append('a-1', NULL, 'B', '{}') FROM generate_series(1, 3)});
-($out, $err) = succeeds('holes', q{SELECT es_projection_run('seen_async')},
+($out, $err) = succeeds($node, 'holes', q{SELECT es_projection_run('seen_async')},
 	'holes: an async run across the dead row of a rolled-back append succeeds');
 is($out, '4', 'holes: it applies the 4 committed events');
 $node->poll_query_until('holes', 'SELECT true');
 $node->safe_psql('holes',
 	q{BEGIN; SELECT es_append('a-1', NULL, 'A', '{}'); ROLLBACK;});
 $node->safe_psql('holes', q{SELECT es_append('a-1', NULL, 'B', '{}')});
-($out, $err) = succeeds('holes', q{SELECT es_projection_rebuild('seen_inline')},
+($out, $err) = succeeds($node, 'holes', q{SELECT es_projection_rebuild('seen_inline')},
 	'holes: an inline rebuild across the dead row of a rolled-back append succeeds');
 is($out, '5', 'holes: it replays the 5 committed events');
 $node->poll_query_until('holes', 'SELECT true');

@@ -49,43 +49,20 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use EsTest;
 
-my $node = PostgreSQL::Test::Cluster->new('upgrade');
-$node->init;
-$node->append_conf(
-	'postgresql.conf', qq{
+my $node = es_node(
+	'upgrade', qq{
 shared_preload_libraries = 'event_sourcing'
 event_sourcing.worker_idle_interval = 100
 event_sourcing.worker_retry_interval = 500
 event_sourcing.worker_restart_interval = 500
 log_statement = none
 });
-$node->start;
 
 my $tempdir = PostgreSQL::Test::Utils::tempdir;
-
-# Run SQL in a database and return (exit code, stdout, stderr), with
-# verbose error reports so that stderr carries the SQLSTATE.
-sub run_sql
-{
-	my ($db, $sql) = @_;
-	my ($out, $err);
-	my $rc = $node->psql(
-		$db, "\\set VERBOSITY verbose\n$sql",
-		stdout => \$out,
-		stderr => \$err);
-	return ($rc, $out, $err);
-}
-
-# Assert that $sql fails with SQLSTATE $state in $db.
-sub fails_with
-{
-	my ($db, $sql, $state, $name) = @_;
-	my ($rc, $out, $err) = run_sql($db, $sql);
-	ok($rc != 0 && $err =~ /ERROR:\s+$state:/, $name)
-	  or diag("exit code $rc\nstdout: $out\nstderr: $err");
-	return $err;
-}
 
 # Errors, fatal errors and crashes in the server log since $log_offset,
 # other than those of this script's own sessions (log_line_prefix shows
@@ -221,9 +198,9 @@ CREATE FUNCTION app.c_define_projection(text, regprocedure, text[], text, regpro
     AS '$libdir/event_sourcing', 'es_define_projection' LANGUAGE C;
 CREATE FUNCTION app.noop(e es.es_events) RETURNS void LANGUAGE sql AS $$ SELECT $$;
 });
-fails_with('old', q{SELECT app.c_projection_run(NULL, 10)},
+fails_with($node, 'old', q{SELECT app.c_projection_run(NULL, 10)},
 	'55000', 'old at 1.0: es_projection_run (C) refuses with 55000');
-fails_with('old',
+fails_with($node, 'old',
 	q{SELECT app.c_define_projection('p', 'app.noop(es.es_events)', NULL, 'inline', NULL)},
 	'55000', 'old at 1.0: es_define_projection (C) refuses with 55000');
 $node->safe_psql('old', q{DROP FUNCTION app.c_projection_run, app.c_define_projection});

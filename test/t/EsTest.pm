@@ -1,0 +1,117 @@
+# Copyright: event_sourcing contributors
+#
+# EsTest.pm
+#	  Helpers shared by the Perl TAP tests test/t/*.pl (a module, not a
+#	  test: PROVE_TESTS only runs test/t/*.pl).  Load it with
+#
+#	    use FindBin;
+#	    use lib $FindBin::RealBin;
+#	    use EsTest;
+#
+#	  which finds it next to the test whatever the current directory.
+#	  Every helper that talks to a server takes the node as its first
+#	  argument.
+
+package EsTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use Test::More;
+
+our @EXPORT = qw(es_node run_sql fails_with succeeds dump_restore_custom
+  dump_restore_plain median max_of);
+
+# es_node($name, $conf, %init): a new node $name, initialized with %init
+# (e.g. allows_streaming => 1), $conf (if defined) appended to its
+# postgresql.conf, and started.
+sub es_node
+{
+	my ($name, $conf, %init) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(%init);
+	$node->append_conf('postgresql.conf', $conf) if defined $conf;
+	$node->start;
+	return $node;
+}
+
+# Run SQL in database $db of $node and return (exit code, stdout, stderr),
+# with verbose error reports so that stderr carries the SQLSTATE.
+sub run_sql
+{
+	my ($node, $db, $sql) = @_;
+	my ($out, $err);
+	my $rc = $node->psql(
+		$db, "\\set VERBOSITY verbose\n$sql",
+		stdout => \$out,
+		stderr => \$err);
+	return ($rc, $out, $err);
+}
+
+# Assert that $sql fails with SQLSTATE $state in $db; returns its stderr.
+sub fails_with
+{
+	my ($node, $db, $sql, $state, $name) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($rc, $out, $err) = run_sql($node, $db, $sql);
+	ok($rc != 0 && $err =~ /ERROR:\s+$state:/, $name)
+	  or diag("exit code $rc\nstdout: $out\nstderr: $err");
+	return $err;
+}
+
+# Run $sql in $db, which must succeed; return (stdout, stderr).
+sub succeeds
+{
+	my ($node, $db, $sql, $name) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	my ($rc, $out, $err) = run_sql($node, $db, $sql);
+	ok($rc == 0, $name) or diag("exit code $rc\nstdout: $out\nstderr: $err");
+	return ($out, $err);
+}
+
+# Dump database $src of $node with pg_dump -Fc into $dumpfile, create
+# database $dst and pg_restore the dump into it: two command_ok tests.
+sub dump_restore_custom
+{
+	my ($node, $src, $dst, $dumpfile) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	$node->command_ok(
+		[ 'pg_dump', '-Fc', '-f', $dumpfile, '-d', $node->connstr($src) ],
+		'pg_dump -Fc of the source database');
+	$node->safe_psql('postgres', "CREATE DATABASE $dst");
+	$node->command_ok(
+		[ 'pg_restore', '--exit-on-error', '-d', $node->connstr($dst), $dumpfile ],
+		'pg_restore into a new database');
+	return;
+}
+
+# The same with a plain-format dump into $plainfile, loaded with psql.
+sub dump_restore_plain
+{
+	my ($node, $src, $dst, $plainfile) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+	$node->command_ok(
+		[ 'pg_dump', '-Fp', '-f', $plainfile, '-d', $node->connstr($src) ],
+		'plain-format pg_dump of the source database');
+	$node->safe_psql('postgres', "CREATE DATABASE $dst");
+	$node->command_ok(
+		[
+			'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1',
+			'-d', $node->connstr($dst),
+			'-f', $plainfile
+		],
+		'plain-format dump loads with psql');
+	return;
+}
+
+sub median
+{
+	my @s = sort { $a <=> $b } @_;
+	return @s % 2 ? $s[ $#s / 2 ] : ($s[ @s / 2 - 1 ] + $s[ @s / 2 ]) / 2;
+}
+
+sub max_of { my $m = shift; for (@_) { $m = $_ if $_ > $m } return $m; }
+
+1;
