@@ -92,21 +92,7 @@ EXISTING=0
 BUILD=0
 CMDLINE="bench/aggregate_bench.sh${*:+ $*}"
 
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
-
-while (($#)); do
-  case $1 in
-    -d|--duration) DURATION=${2:?}; shift 2 ;;
-    -r|--rounds) ROUNDS=${2:?}; shift 2 ;;
-    --quick) DURATION=1 ROUNDS=1; shift ;;
-    --existing) EXISTING=1; shift ;;
-    --build) BUILD=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
-[[ $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "duration must be a positive integer" >&2; exit 2; }
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "rounds must be a positive integer" >&2; exit 2; }
+es_bench_args "$@"
 
 # Settings of the throwaway cluster (pg_virtualenv -o), as in append_bench.sh.
 PGCONF=(
@@ -130,15 +116,9 @@ DB="es_aggbench_$$"
 BANK_INIT='{"status": "new", "balance": 0, "transactions": 0}'
 SMALL_INIT='{"n": 0}'
 
-say() { printf '%s\n' "$*" >&2; }
-out() { printf '%s\n' "$*" | tee -a "$REPORT"; }
-q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 qdb() { PGOPTIONS="$PGOPTIONS -c client_min_messages=warning" q -d "$DB" "$@"; }
-die() { say "$*"; exit 1; }
 
-if [[ $(q -d postgres -c "SELECT count(*) FROM pg_available_extensions WHERE name = 'event_sourcing'") != 1 ]]; then
-  die "event_sourcing is not installed on this server: run 'make && make install' first"
-fi
+es_bench_require_extension
 q -d postgres -c "CREATE DATABASE $DB" >/dev/null
 cleanup() { q -d postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -155,25 +135,18 @@ declare -A EV_INIT=([bank]=$BANK_INIT [noop_sql]=$SMALL_INIT [noop_plpgsql]=$SMA
 declare -A EV_DESC=([bank]="bank_evolve (SQL, examples/bank_account.sql)" [noop_sql]="noop_sql_evolve (SQL, \`SELECT state\`)"
                     [noop_plpgsql]="noop_plpgsql_evolve (PL/pgSQL, \`RETURN state\`)" [c]="c_evolve (C: built-in jsonb_strip_nulls)")
 
-RUN=0
 # pgrun NAME SCRIPT SECONDS: one pgbench run, 1 client; sets TPS.
 pgrun() {
-  local name=$1 script=$2 secs=$3 log failed
+  local name=$1 script=$2 secs=$3 log
   RUN=$((RUN + 1))
   log=$(printf '%s/%03d-%s.log' "$LOGDIR" "$RUN" "$name")
   say "  run $RUN: $name (${secs}s)"
-  if ! pgbench -n -M prepared -c 1 -j 1 -T "$secs" -f "$HERE/$script" "$DB" >"$log" 2>&1; then
-    say "pgbench failed:"; cat "$log" >&2; exit 1
-  fi
-  failed=$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' "$log")
-  if [[ -n $failed && $failed != 0 ]]; then
-    say "pgbench reports $failed failed transactions:"; cat "$log" >&2; exit 1
-  fi
-  TPS=$(sed -nE 's/^tps = ([0-9.]+) .*/\1/p' "$log")
+  es_bench_pgbench "$log" -c 1 -j 1 -T "$secs" -f "$HERE/$script" "$DB"
   [[ -n $TPS ]] || die "cannot parse $log"
 }
 
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# median VALUE...: here with 3 decimals (lib.sh's rounds to an integer).
+median() { median_fmt %.3f "$@"; }
 # pratio "A1 A2 ..." "B1 B2 ...": the median over rounds of Ai / Bi (paired:
 # the runs of one round are adjacent in time, so a change in the machine's
 # speed between rounds cancels out).
@@ -190,13 +163,6 @@ ms() { awk -v t="$1" 'BEGIN { m = 1000 / t; printf (m < 1 ? "%.3f" : m < 100 ? "
 # above TPS FLOOR_TPS: us per call above the round-trip floor.
 above() { awk -v t="$1" -v f="$2" 'BEGIN { printf "%.0f", 1e6 / t - 1e6 / f }'; }
 us() { awk -v t="$1" -v n="$2" 'BEGIN { printf "%.2f", 1e6 / t / n }'; }
-join() { local o="" x; for x in "$@"; do o+="${o:+, }$x"; done; echo "$o"; }
-# order ROUND NAME...: the names, reversed in even rounds.
-order() {
-  local r=$1 i; shift
-  local a=("$@")
-  if ((r % 2)); then echo "${a[@]}"; else for ((i = ${#a[@]} - 1; i >= 0; i--)); do printf '%s ' "${a[i]}"; done; echo; fi
-}
 # rounds NAME SCRIPT...: ROUNDS rounds of the scripts, alternating; sets
 # MED[script] (median calls/s) and ALL[script] (every run).
 declare -A MED=() ALL=()
@@ -234,7 +200,7 @@ out "# event_sourcing aggregate benchmark"
 out ""
 out "- command: \`$CMDLINE\`"
 out "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-out "- machine: $(nproc) CPUs ($(lscpu 2>/dev/null | sed -nE 's/^Model name: *//p' | head -1)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)"
+out "- machine: $(es_bench_machine)"
 out "- server: $(qdb -c 'SELECT version()')"
 out "- client: $(pgbench --version), on the same machine, connecting to ${PGHOST:-the default socket}"
 if ((EXISTING)); then
@@ -242,11 +208,7 @@ if ((EXISTING)); then
 else
   out "- cluster: throwaway, \`pg_virtualenv -t -v 15$(printf ' -o %s' "${PGCONF[@]}")\`"
 fi
-if [[ -n ${ES_BENCH_BUILT:-} ]]; then
-  out "- extension: $ES_BENCH_BUILT"
-else
-  out "- extension: the installed build; repository HEAD is $(git -C "$HERE/.." rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$HERE/.." diff --quiet HEAD -- . ':!bench' 2>/dev/null || echo ', with uncommitted changes')"
-fi
+out "- extension: $(es_bench_extension)"
 out "- server settings (sessions run with PGOPTIONS='$PGOPTIONS'): $(qdb -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','fsync','synchronous_commit','work_mem','max_wal_size','checkpoint_timeout','autovacuum','jit')")"
 out "- pgbench: \`pgbench -n -M prepared -c 1 -j 1 -T $DURATION -f bench/<script>\`"
 out "- $ROUNDS round(s) of one $DURATION s run per variant, the order reversed every round; the tables show the median (calls/s; ms per call = 1000 / calls/s); ratios are the median of the per-round ratios"

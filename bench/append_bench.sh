@@ -86,22 +86,9 @@ EXISTING=0
 BUILD=0
 EXTRAS=1
 
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
-
-while (($#)); do
-  case $1 in
-    -d|--duration) DURATION=${2:?}; shift 2 ;;
-    -r|--rounds) ROUNDS=${2:?}; shift 2 ;;
-    --quick) DURATION=1 ROUNDS=1; shift ;;
-    --existing) EXISTING=1; shift ;;
-    --no-extras) EXTRAS=0; shift ;;
-    --build) BUILD=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
-[[ $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "duration must be a positive integer" >&2; exit 2; }
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "rounds must be a positive integer" >&2; exit 2; }
+# --no-extras, besides the options of es_bench_args (bench/lib.sh).
+es_bench_option() { case $1 in --no-extras) EXTRAS=0 ;; *) return 1 ;; esac; }
+es_bench_args "$@"
 
 # Settings of the throwaway cluster (pg_virtualenv -o).
 PGCONF=(
@@ -123,16 +110,11 @@ unset PGOPTIONS
 LOGDIR=$(mktemp -d -t es_bench.XXXXXX)
 REPORT="$LOGDIR/report.md"
 DB="es_bench_$$"
+PGRUN_DIGITS=2   # run logs NN-NAME.log
 
-say() { printf '%s\n' "$*" >&2; }
-out() { printf '%s\n' "$*" | tee -a "$REPORT"; }
-q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 qdb() { PGOPTIONS='-c client_min_messages=warning' q -d "$DB" "$@"; }
 
-if [[ $(q -d postgres -c "SELECT count(*) FROM pg_available_extensions WHERE name = 'event_sourcing'") != 1 ]]; then
-  say "event_sourcing is not installed on this server: run 'make && make install' first"
-  exit 1
-fi
+es_bench_require_extension
 q -d postgres -c "CREATE DATABASE $DB" >/dev/null
 cleanup() { q -d postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -158,29 +140,6 @@ with_category_index() {
   [[ $1 == no ]] || qdb -c "$CATEGORY_IDX" >/dev/null
 }
 
-RUN=0
-# pgrun NAME SCRIPT CLIENTS SYNC SECONDS: one pgbench run; sets TPS and TX
-# (transactions processed).
-pgrun() {
-  local name=$1 script=$2 clients=$3 sync=$4 secs=$5 jobs=1 log failed
-  ((clients > 1)) && jobs=2
-  RUN=$((RUN + 1))
-  log=$(printf '%s/%02d-%s.log' "$LOGDIR" "$RUN" "$name")
-  say "  run $RUN: $name (-c $clients, synchronous_commit=$sync, ${secs}s)"
-  if ! PGOPTIONS="-c synchronous_commit=$sync" \
-       pgbench -n -M prepared -c "$clients" -j "$jobs" -T "$secs" \
-               -f "$HERE/$script" "$DB" >"$log" 2>&1; then
-    say "pgbench failed:"; cat "$log" >&2; exit 1
-  fi
-  failed=$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' "$log")
-  if [[ -n $failed && $failed != 0 ]]; then
-    say "pgbench reports $failed failed transactions:"; cat "$log" >&2; exit 1
-  fi
-  TPS=$(sed -nE 's/^tps = ([0-9.]+) .*/\1/p' "$log")
-  TX=$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$log")
-  [[ -n $TPS && -n $TX ]] || { say "cannot parse $log"; exit 1; }
-}
-
 # append_run VARIANT EVENTS CLIENTS SYNC SECONDS: reset, run, check the row
 # count; sets EVS (events/s).
 append_run() {
@@ -196,23 +155,12 @@ append_run() {
     insert) with_category_index yes ;;
     insert3) with_category_index no ;;
   esac
-  pgrun "$variant-$ev-c$clients-sync_$sync" "$script" "$clients" "$sync" "$secs"
+  pgrun "$variant-$ev-c$clients-sync_$sync" "$script" "$DB" "$clients" "$sync" "$secs"
   rows=$(qdb -c "SELECT count(*) FROM $table")
   if ((rows != TX * ev)); then
-    say "$variant: $rows rows stored, expected $TX transactions x $ev events"; exit 1
+    die "$variant: $rows rows stored, expected $TX transactions x $ev events"
   fi
   EVS=$(awk -v t="$TPS" -v e="$ev" 'BEGIN { printf "%.0f", t * e }')
-}
-
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.0f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
-below() { awk -v a="$1" -v b="$2" -v m="$3" 'BEGIN { exit !(b > 0 && a / b < m) }'; }
-join() { local o="" x; for x in "$@"; do o+="${o:+, }$x"; done; echo "$o"; }
-# order ROUND NAME...: the names, reversed in even rounds.
-order() {
-  local r=$1 i; shift
-  local a=("$@")
-  if ((r % 2)); then echo "${a[@]}"; else for ((i = ${#a[@]} - 1; i >= 0; i--)); do printf '%s ' "${a[i]}"; done; echo; fi
 }
 
 # ---------------------------------------------------------------------------
@@ -220,7 +168,7 @@ say "es_bench: logs in $LOGDIR"
 out "# event_sourcing append/read benchmark"
 out ""
 out "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-out "- machine: $(nproc) CPUs ($(lscpu 2>/dev/null | sed -nE 's/^Model name: *//p' | head -1)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)"
+out "- machine: $(es_bench_machine)"
 out "- server: $(qdb -c 'SELECT version()')"
 out "- client: $(pgbench --version), on the same machine, connecting to ${PGHOST:-the default socket}"
 if ((EXISTING)); then
@@ -228,11 +176,7 @@ if ((EXISTING)); then
 else
   out "- cluster: throwaway, \`pg_virtualenv -t -v 15$(printf ' -o %s' "${PGCONF[@]}")\`"
 fi
-if [[ -n ${ES_BENCH_BUILT:-} ]]; then
-  out "- extension: $ES_BENCH_BUILT"
-else
-  out "- extension: the installed build; repository HEAD is $(git -C "$HERE/.." rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$HERE/.." diff --quiet HEAD -- . ':!bench' 2>/dev/null || echo ', with uncommitted changes')"
-fi
+out "- extension: $(es_bench_extension)"
 out "- server settings: $(qdb -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','fsync','synchronous_commit','wal_sync_method','full_page_writes','wal_level','max_wal_size','min_wal_size','checkpoint_timeout','autovacuum','wal_buffers','jit')")"
 out "- pgbench: \`pgbench -n -M prepared -T $DURATION -c C -j J -f bench/<script>\` (J = 1 for 1 client, 2 for 4); synchronous_commit per run with PGOPTIONS='-c synchronous_commit=...'"
 out "- $ROUNDS round(s) of one $DURATION s run per variant and setting, the order reversed every round; the tables show the median; every run starts from empty tables after a CHECKPOINT"
@@ -242,7 +186,7 @@ indexes() {
   qdb -c "SELECT string_agg(d, '; ' ORDER BY d) FROM (SELECT CASE WHEN indisunique THEN 'unique ' ELSE '' END || regexp_replace(pg_get_indexdef(indexrelid), '^.* USING btree ', '') AS d FROM pg_index WHERE indrelid = '$1'::regclass) i"
 }
 IDX_ES=$(indexes es_events) IDX_BASE=$(indexes bench_insert)
-[[ $IDX_ES == "$IDX_BASE" ]] || { say "bench_insert's indexes differ from es_events': $IDX_BASE vs $IDX_ES"; exit 1; }
+[[ $IDX_ES == "$IDX_BASE" ]] || die "bench_insert's indexes differ from es_events': $IDX_BASE vs $IDX_ES"
 out "- indexes of es_events and of the INSERT baseline (bench_insert, LIKE es_events INCLUDING ALL): $IDX_ES"
 out ""
 
@@ -325,9 +269,9 @@ BEGIN
 END $$;
 VACUUM ANALYZE es_events;
 EOF2
-[[ $(qdb -c "SELECT count(*) FROM es_load('load-1')") == 1000 ]] || { say "load-1 does not have 1000 events"; exit 1; }
+[[ $(qdb -c "SELECT count(*) FROM es_load('load-1')") == 1000 ]] || die "load-1 does not have 1000 events"
 [[ $(qdb -c "SELECT (SELECT array_agg(e ORDER BY stream_version) FROM es_load('load-1') e) = (SELECT array_agg(e ORDER BY stream_version) FROM es_events e WHERE stream_id = 'load-1')") == t ]] \
-  || { say "es_load and the SELECT return different rows"; exit 1; }
+  || die "es_load and the SELECT return different rows"
 
 RUNS=()
 # read_pair SHORT LABEL ES_SCRIPT SQL_SCRIPT: the rounds; prints a table row.
@@ -336,7 +280,7 @@ read_pair() {
   local -A ALL=()
   for ((r = 1; r <= ROUNDS; r++)); do
     for f in $(order "$r" "$es" "$sql"); do
-      pgrun "${f%.sql}" "$f" 1 on "$DURATION"
+      pgrun "${f%.sql}" "$f" "$DB" 1 on "$DURATION"
       ALL[$f]+="$(printf '%.0f' "$TPS") "
     done
   done

@@ -52,3 +52,120 @@ es_bench_virtualenv() {
   pg_virtualenv -t -v 15 "${opts[@]}" -- bash "$script" "$@" </dev/null || rc=$?
   exit "$rc"
 }
+
+# ---------------------------------------------------------------------------
+# The rest: helpers every script shares once it runs against its server.
+
+# The calling script (the bottom of the source stack), for usage.
+ES_BENCH_SCRIPT=${BASH_SOURCE[${#BASH_SOURCE[@]} - 1]}
+
+# usage: the calling script's header comment, from line 2 to `set -euo`.
+usage() { sed -n '2,/^set -euo/p' "$ES_BENCH_SCRIPT" | sed '$d; s/^# \{0,1\}//'; }
+
+# es_bench_args ARG...: parse the options every script takes:
+#   -d|--duration SEC, -r|--rounds N, --quick (-d 1 -r 1), --existing,
+#   --build, -h|--help.
+# Sets DURATION, ROUNDS, EXISTING and BUILD (defaults: the caller's values;
+# DURATION or ROUNDS may be left empty, "the script's default").  Any other
+# argument goes to the caller's function es_bench_option, if it has one,
+# which handles it (a flag without a value) or returns 1: unknown argument,
+# exit 2.  DURATION and ROUNDS, when set, must be positive integers (exit 2).
+es_bench_args() {
+  while (($#)); do
+    case $1 in
+      -d|--duration) DURATION=${2:?}; shift 2 ;;
+      -r|--rounds) ROUNDS=${2:?}; shift 2 ;;
+      --quick) DURATION=1 ROUNDS=1; shift ;;
+      --existing) EXISTING=1; shift ;;
+      --build) BUILD=1; shift ;;
+      -h|--help) usage; exit 0 ;;
+      *)
+        if declare -F es_bench_option >/dev/null && es_bench_option "$1"; then
+          shift
+        else
+          echo "unknown argument: $1 (see --help)" >&2; exit 2
+        fi ;;
+    esac
+  done
+  [[ -z $DURATION || $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "duration must be a positive integer" >&2; exit 2; }
+  [[ -z $ROUNDS || $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "rounds must be a positive integer" >&2; exit 2; }
+}
+
+# Progress to stderr; report lines to stdout and $REPORT; psql.
+say() { printf '%s\n' "$*" >&2; }
+out() { printf '%s\n' "$*" | tee -a "$REPORT"; }
+die() { say "$*"; exit 1; }
+q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+
+# es_bench_require_extension: exit 1 unless the server has event_sourcing.
+es_bench_require_extension() {
+  if [[ $(q -d postgres -c "SELECT count(*) FROM pg_available_extensions WHERE name = 'event_sourcing'") != 1 ]]; then
+    die "event_sourcing is not installed on this server: run 'make && make install' first"
+  fi
+}
+
+# es_bench_machine: CPUs, model, RAM and kernel, for the report.
+es_bench_machine() {
+  echo "$(nproc) CPUs ($(lscpu 2>/dev/null | sed -nE 's/^Model name: *//p' | head -1)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)"
+}
+
+# es_bench_extension: the extension measured, for the report: the commit
+# built by --build, or the installed build and the repository's HEAD.
+es_bench_extension() {
+  if [[ -n ${ES_BENCH_BUILT:-} ]]; then
+    echo "$ES_BENCH_BUILT"
+  else
+    echo "the installed build; repository HEAD is $(git -C "$ES_BENCH_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$ES_BENCH_ROOT" diff --quiet HEAD -- . ':!bench' 2>/dev/null || echo ', with uncommitted changes')"
+  fi
+}
+
+RUN=0
+# es_bench_pgbench LOG ARG...: run number RUN (the caller counts it) of
+# `pgbench -n -M prepared ARG...`, its output in LOG; exit 1 when pgbench
+# fails or reports failed transactions.  Sets TPS and TX (transactions
+# processed), empty when pgbench does not report them.
+es_bench_pgbench() {
+  local log=$1 failed
+  shift
+  if ! pgbench -n -M prepared "$@" >"$log" 2>&1; then
+    say "pgbench failed:"; cat "$log" >&2; exit 1
+  fi
+  failed=$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' "$log")
+  if [[ -n $failed && $failed != 0 ]]; then
+    say "pgbench reports $failed failed transactions:"; cat "$log" >&2; exit 1
+  fi
+  TPS=$(sed -nE 's/^tps = ([0-9.]+) .*/\1/p' "$log")
+  TX=$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$log")
+}
+
+# pgrun NAME SCRIPT DB CLIENTS SYNC SECONDS [PGOPTIONS]: one pgbench run of
+# bench/SCRIPT in DB, -c CLIENTS -j 1 (2 for more than 1 client), -T
+# SECONDS, with synchronous_commit=SYNC and PGOPTIONS; its log is
+# $LOGDIR/NNN-NAME.log, NNN the run's number in PGRUN_DIGITS (default 3)
+# digits.  Sets TPS and TX.
+pgrun() {
+  local name=$1 script=$2 db=$3 clients=$4 sync=$5 secs=$6 extra=${7:-} jobs=1 log
+  ((clients > 1)) && jobs=2
+  RUN=$((RUN + 1))
+  log=$(printf '%s/%0*d-%s.log' "$LOGDIR" "${PGRUN_DIGITS:-3}" "$RUN" "$name")
+  say "  run $RUN: $name (-c $clients, synchronous_commit=$sync, ${secs}s)"
+  PGOPTIONS="-c synchronous_commit=$sync${extra:+ $extra}" \
+    es_bench_pgbench "$log" -c "$clients" -j "$jobs" -T "$secs" -f "$HERE/$script" "$db"
+  [[ -n $TPS && -n $TX ]] || die "cannot parse $log"
+}
+
+# median_fmt FORMAT VALUE...: the median, printed with the awk FORMAT;
+# median VALUE...: the same, rounded to an integer.
+median_fmt() { local f=$1; shift; printf '%s\n' "$@" | sort -g | awk -v f="$f" '{ v[NR] = $1 } END { printf f, NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { median_fmt %.0f "$@"; }
+# ratio A B: A / B, 2 decimals ("-" when B is not positive).
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+# below A B M: true when A / B < M.
+below() { awk -v a="$1" -v b="$2" -v m="$3" 'BEGIN { exit !(b > 0 && a / b < m) }'; }
+join() { local o="" x; for x in "$@"; do o+="${o:+, }$x"; done; echo "$o"; }
+# order ROUND NAME...: the names, reversed in even rounds.
+order() {
+  local r=$1 i; shift
+  local a=("$@")
+  if ((r % 2)); then echo "${a[@]}"; else for ((i = ${#a[@]} - 1; i >= 0; i--)); do printf '%s ' "${a[i]}"; done; echo; fi
+}

@@ -135,21 +135,7 @@ EXISTING=0
 BUILD=0
 LAT_EVENTS=1000
 
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
-
-while (($#)); do
-  case $1 in
-    -d|--duration) DURATION=${2:?}; shift 2 ;;
-    -r|--rounds) ROUNDS=${2:?}; shift 2 ;;
-    --quick) DURATION=1 ROUNDS=1; shift ;;
-    --existing) EXISTING=1; shift ;;
-    --build) BUILD=1; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
-[[ $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "duration must be a positive integer" >&2; exit 2; }
-[[ -z $ROUNDS || $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "rounds must be a positive integer" >&2; exit 2; }
+es_bench_args "$@"
 APPEND_ROUNDS=${ROUNDS:-5}
 RUN_ROUNDS=${ROUNDS:-3}
 
@@ -181,15 +167,9 @@ DB_RUN="es_pbench_$$_run"
 DB_LAT="es_pbench_$$_lat"
 START=$SECONDS
 
-say() { printf '%s\n' "$*" >&2; }
-out() { printf '%s\n' "$*" | tee -a "$REPORT"; }
-die() { say "$*"; exit 1; }
-q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 qdb() { local db=$1; shift; PGOPTIONS='-c client_min_messages=warning' q -d "$db" "$@"; }
 
-if [[ $(q -d postgres -c "SELECT count(*) FROM pg_available_extensions WHERE name = 'event_sourcing'") != 1 ]]; then
-  die "event_sourcing is not installed on this server: run 'make && make install' first"
-fi
+es_bench_require_extension
 
 # The worker runs (part a "worker", part c) need the library preloaded, a
 # superuser (ALTER SYSTEM) and a server of our own.
@@ -236,48 +216,16 @@ cleanup() {
 trap cleanup EXIT
 ((WORKER == 0)) || set_worker ""
 
-RUN=0
-# pgrun NAME SCRIPT DB CLIENTS SYNC SECONDS: one pgbench run; sets TPS and TX
-# (transactions processed).
-pgrun() {
-  local name=$1 script=$2 db=$3 clients=$4 sync=$5 secs=$6 jobs=1 log failed
-  ((clients > 1)) && jobs=2
-  RUN=$((RUN + 1))
-  log=$(printf '%s/%03d-%s.log' "$LOGDIR" "$RUN" "$name")
-  say "  run $RUN: $name (-c $clients, synchronous_commit=$sync, ${secs}s)"
-  if ! PGOPTIONS="-c synchronous_commit=$sync" \
-       pgbench -n -M prepared -c "$clients" -j "$jobs" -T "$secs" \
-               -f "$HERE/$script" "$db" >"$log" 2>&1; then
-    say "pgbench failed:"; cat "$log" >&2; exit 1
-  fi
-  failed=$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' "$log")
-  if [[ -n $failed && $failed != 0 ]]; then
-    say "pgbench reports $failed failed transactions:"; cat "$log" >&2; exit 1
-  fi
-  TPS=$(sed -nE 's/^tps = ([0-9.]+) .*/\1/p' "$log")
-  TX=$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$log")
-  [[ -n $TPS && -n $TX ]] || die "cannot parse $log"
-}
-
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.0f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-median2() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+median2() { median_fmt %.2f "$@"; }
 atleast() { awk -v a="$1" -v m="$2" 'BEGIN { exit !(a != "-" && a + 0 >= m) }'; }
 target() { if atleast "$1" "$2"; then echo "met"; else echo "NOT met"; fi; }
-join() { local o="" x; for x in "$@"; do o+="${o:+, }$x"; done; echo "$o"; }
-# order ROUND NAME...: the names, reversed in even rounds.
-order() {
-  local r=$1 i; shift
-  local a=("$@")
-  if ((r % 2)); then echo "${a[@]}"; else for ((i = ${#a[@]} - 1; i >= 0; i--)); do printf '%s ' "${a[i]}"; done; echo; fi
-}
 
 # ---------------------------------------------------------------------------
 say "es_pbench: logs in $LOGDIR"
 out "# event_sourcing projection benchmark"
 out ""
 out "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-out "- machine: $(nproc) CPUs ($(lscpu 2>/dev/null | sed -nE 's/^Model name: *//p' | head -1)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
+out "- machine: $(es_bench_machine), load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
 out "- server: $(q -d postgres -c 'SELECT version()')"
 out "- client: $(pgbench --version), on the same machine, connecting to ${PGHOST:-the default socket}"
 if ((EXISTING)); then
@@ -285,11 +233,7 @@ if ((EXISTING)); then
 else
   out "- cluster: throwaway, \`pg_virtualenv -t -v 15$(printf " -o '%s'" "${PGCONF[@]}")\`"
 fi
-if [[ -n ${ES_BENCH_BUILT:-} ]]; then
-  out "- extension: $ES_BENCH_BUILT"
-else
-  out "- extension: the installed build; repository HEAD is $(git -C "$HERE/.." rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$HERE/.." diff --quiet HEAD -- . ':!bench' 2>/dev/null || echo ', with uncommitted changes')"
-fi
+out "- extension: $(es_bench_extension)"
 out "- server settings: $(q -d postgres -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','fsync','synchronous_commit','wal_sync_method','full_page_writes','wal_level','max_wal_size','min_wal_size','checkpoint_timeout','autovacuum','wal_buffers','jit','shared_preload_libraries','max_worker_processes') OR name LIKE 'event\_sourcing.worker\_%'")"
 out "- pgbench: \`pgbench -n -M prepared -T $DURATION -c C -j J -f bench/<script> <db>\` (J = 1 for 1 client, 2 for 4); synchronous_commit per run with PGOPTIONS"
 out "- part a: $APPEND_ROUNDS round(s) of one $DURATION s run per variant and setting; part b: $RUN_ROUNDS round(s) of each measurement; the order reversed every round; the tables show the median"

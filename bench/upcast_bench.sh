@@ -99,22 +99,9 @@ EXISTING=0
 BUILD=0
 WAIT=1
 
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
-
-while (($#)); do
-  case $1 in
-    -d|--duration) DURATION=${2:?}; shift 2 ;;
-    -r|--rounds) ROUNDS=${2:?}; shift 2 ;;
-    --quick) DURATION=1 ROUNDS=1; shift ;;
-    --existing) EXISTING=1; shift ;;
-    --build) BUILD=1; shift ;;
-    --no-wait) WAIT=0; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
-[[ -z $DURATION || $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "duration must be a positive integer" >&2; exit 2; }
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "rounds must be a positive integer" >&2; exit 2; }
+# --no-wait, besides the options of es_bench_args (bench/lib.sh).
+es_bench_option() { case $1 in --no-wait) WAIT=0 ;; *) return 1 ;; esac; }
+es_bench_args "$@"
 READ_SECS=${DURATION:-3}
 APPEND_SECS=${DURATION:-2}
 
@@ -144,15 +131,9 @@ DB_APP="es_ubench_$$_app"
 AUDIT_OPTS='-c event_sourcing.correlation_id=req-123 -c event_sourcing.actor=alice -c event_sourcing.causation_id=cmd-9'
 START=$SECONDS
 
-say() { printf '%s\n' "$*" >&2; }
-out() { printf '%s\n' "$*" | tee -a "$REPORT"; }
-q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 qdb() { local db=$1; shift; PGOPTIONS='-c client_min_messages=warning' q -d "$db" "$@"; }
 
-if [[ $(q -d postgres -c "SELECT count(*) FROM pg_available_extensions WHERE name = 'event_sourcing'") != 1 ]]; then
-  say "event_sourcing is not installed on this server: run 'make && make install' first"
-  exit 1
-fi
+es_bench_require_extension
 cleanup() {
   local db
   for db in "$DB_UP" "$DB_NONE" "$DB_APP"; do
@@ -193,47 +174,13 @@ disturbed() {
   return 0
 }
 
-RUN=0
-# pgrun NAME SCRIPT DB CLIENTS SYNC SECONDS [PGOPTIONS]: one pgbench run;
-# sets TPS and TX (transactions processed).
-pgrun() {
-  local name=$1 script=$2 db=$3 clients=$4 sync=$5 secs=$6 extra=${7:-} jobs=1 log failed
-  ((clients > 1)) && jobs=2
-  RUN=$((RUN + 1))
-  log=$(printf '%s/%03d-%s.log' "$LOGDIR" "$RUN" "$name")
-  say "  run $RUN: $name (-c $clients, synchronous_commit=$sync, ${secs}s)"
-  if ! PGOPTIONS="-c synchronous_commit=$sync${extra:+ $extra}" \
-       pgbench -n -M prepared -c "$clients" -j "$jobs" -T "$secs" \
-               -f "$HERE/$script" "$db" >"$log" 2>&1; then
-    say "pgbench failed:"; cat "$log" >&2; exit 1
-  fi
-  failed=$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' "$log")
-  if [[ -n $failed && $failed != 0 ]]; then
-    say "pgbench reports $failed failed transactions:"; cat "$log" >&2; exit 1
-  fi
-  TPS=$(sed -nE 's/^tps = ([0-9.]+) .*/\1/p' "$log")
-  TX=$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' "$log")
-  [[ -n $TPS && -n $TX ]] || { say "cannot parse $log"; exit 1; }
-}
-
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.0f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
-below() { awk -v a="$1" -v b="$2" -v m="$3" 'BEGIN { exit !(b > 0 && a / b < m) }'; }
-join() { local o="" x; for x in "$@"; do o+="${o:+, }$x"; done; echo "$o"; }
-# order ROUND NAME...: the names, reversed in even rounds.
-order() {
-  local r=$1 i; shift
-  local a=("$@")
-  if ((r % 2)); then echo "${a[@]}"; else for ((i = ${#a[@]} - 1; i >= 0; i--)); do printf '%s ' "${a[i]}"; done; echo; fi
-}
-
 # ---------------------------------------------------------------------------
 wait_others
 say "es_ubench: logs in $LOGDIR"
 out "# event_sourcing upcasting and audit metadata benchmark"
 out ""
 out "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-out "- machine: $(nproc) CPUs ($(lscpu 2>/dev/null | sed -nE 's/^Model name: *//p' | head -1)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)"
+out "- machine: $(es_bench_machine)"
 out "- server: $(q -d postgres -c 'SELECT version()')"
 out "- client: $(pgbench --version), on the same machine, connecting to ${PGHOST:-the default socket}"
 if ((EXISTING)); then
@@ -241,11 +188,7 @@ if ((EXISTING)); then
 else
   out "- cluster: throwaway, \`pg_virtualenv -t -v 15$(printf ' -o %s' "${PGCONF[@]}")\`"
 fi
-if [[ -n ${ES_BENCH_BUILT:-} ]]; then
-  out "- extension: $ES_BENCH_BUILT"
-else
-  out "- extension: the installed build; repository HEAD is $(git -C "$HERE/.." rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$HERE/.." diff --quiet HEAD -- . ':!bench' 2>/dev/null || echo ', with uncommitted changes')"
-fi
+out "- extension: $(es_bench_extension)"
 out "- server settings: $(q -d postgres -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','fsync','synchronous_commit','wal_sync_method','full_page_writes','wal_level','max_wal_size','min_wal_size','checkpoint_timeout','autovacuum','wal_buffers','jit')")"
 out "- pgbench: \`pgbench -n -M prepared -T SEC -c C -j J -f bench/<script> <db>\` (J = 1 for 1 client, 2 for 4); PGOPTIONS per run"
 out "- $ROUNDS round(s) of one run per variant and setting ($READ_SECS s runs for reading, $APPEND_SECS s for appending), the order reversed every round; the tables show the median"
@@ -259,18 +202,18 @@ q -d postgres -c "CREATE DATABASE $DB_NONE TEMPLATE $DB_UP" >/dev/null
 qdb "$DB_UP" -f "$HERE/upcast_define.sql" >/dev/null
 for db in "$DB_UP" "$DB_NONE"; do
   [[ $(qdb "$db" -c "SELECT (SELECT count(*) FROM es_load('up-1')) || ' ' || (SELECT count(*) FROM es_load('plain-1'))") == "1000 1000" ]] \
-    || { say "$db: up-1 and plain-1 must have 1000 events each"; exit 1; }
+    || die "$db: up-1 and plain-1 must have 1000 events each"
 done
 [[ $(qdb "$DB_UP" -c "SELECT count(*) FROM es_upcasters") == 2 && $(qdb "$DB_NONE" -c "SELECT count(*) FROM es_upcasters") == 0 ]] \
-  || { say "expected 2 upcasters in $DB_UP and none in $DB_NONE"; exit 1; }
+  || die "expected 2 upcasters in $DB_UP and none in $DB_NONE"
 [[ $(qdb "$DB_UP" -c "SELECT count(*) FROM es_load('up-1') WHERE schema_version = 3 AND event_type = 'MoneyDeposited' AND data = '{\"value\": 10, \"currency\": \"EUR\"}'") == 1000 ]] \
-  || { say "es_load('up-1') does not return the upcast events"; exit 1; }
+  || die "es_load('up-1') does not return the upcast events"
 [[ $(qdb "$DB_UP" -c "SELECT count(*) FROM es_events WHERE schema_version = 1") == 2000 ]] \
-  || { say "the stored events must all be at schema 1"; exit 1; }
+  || die "the stored events must all be at schema 1"
 [[ $(qdb "$DB_NONE" -c "SELECT count(*) FROM es_load('up-1') WHERE schema_version = 1 AND data = '{\"amount\": 10}'") == 1000 ]] \
-  || { say "$DB_NONE must return up-1 as stored"; exit 1; }
+  || die "$DB_NONE must return up-1 as stored"
 [[ $(qdb "$DB_UP" -c "SELECT (SELECT array_agg(e ORDER BY stream_version) FROM es_load('plain-1') e) = (SELECT array_agg(e ORDER BY stream_version) FROM es_events e WHERE stream_id = 'plain-1')") == t ]] \
-  || { say "es_load('plain-1') must return the stored rows"; exit 1; }
+  || die "es_load('plain-1') must return the stored rows"
 
 declare -A RDB=([up]=$DB_UP [plain]=$DB_UP [none]=$DB_NONE)
 declare -A RSTREAM=([up]=up [plain]=plain [none]=plain)
