@@ -28,9 +28,6 @@ OBJS = \
 	src/projection_run.o \
 	src/worker.o
 
-# PGXS tracks no header dependencies: every object depends on the shared ones.
-$(OBJS): src/event_sourcing.h src/compat.h
-
 DATA = $(wildcard event_sourcing--*.sql)
 
 PG_CPPFLAGS = -I$(srcdir)/src -DEXTVERSION=\"$(EXTVERSION)\"
@@ -59,6 +56,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
 include $(PGXS)
+# PGXS tracks no header dependencies: every object depends on the shared ones.
+# (After the include, so that the default goal stays PGXS's "all".)
+$(OBJS): src/event_sourcing.h src/compat.h
 else
 all:
 	@echo "pg_config not found: run 'make demo' or 'make test' (they install it), or set PG_CONFIG" >&2; exit 1
