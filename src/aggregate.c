@@ -555,8 +555,6 @@ es_define_aggregate(PG_FUNCTION_ARGS)
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			types[6] = {TEXTOID, REGPROCEDUREOID, JSONBOID, REGPROCEDUREOID, INT4OID, INT8OID};
-	int			rc;
-	EsSavedUser saved_user;
 
 	es_check_not_null(fcinfo, 0, "category");
 	es_check_not_null(fcinfo, 1, "evolve");
@@ -599,15 +597,8 @@ es_define_aggregate(PG_FUNCTION_ARGS)
 				   "initial_state = EXCLUDED.initial_state, decide = EXCLUDED.decide, "
 				   "snapshot_every = EXCLUDED.snapshot_every, definition_id = EXCLUDED.definition_id, "
 				   "defined_at = EXCLUDED.defined_at",
-				   quote_qualified_identifier(get_namespace_name(cat->namespace), "es_aggregates"));
-	es_become_owner(&saved_user);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_with_args(sql, 6, types, values, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "storing the aggregate definition failed: %s", SPI_result_code_string(rc));
-	SPI_finish();
-	es_restore_user(&saved_user);
+				   es_qualified_name("es_aggregates"));
+	(void) es_execute_as_owner(sql, 6, types, values, nulls, SPI_OK_INSERT);
 
 	/* every backend (this one at the next command) drops its cached definitions */
 	CacheInvalidateRelcacheByRelid(es_catalog()->aggregates);

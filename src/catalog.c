@@ -21,7 +21,9 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -206,6 +208,43 @@ es_restore_user(const EsSavedUser *saved)
 }
 
 /*
+ * es_qualified_name
+ *		A relation of the extension as a quoted, schema-qualified name, for
+ *		internal SQL (which must not depend on search_path).
+ */
+char *
+es_qualified_name(const char *relname)
+{
+	return quote_qualified_identifier(get_namespace_name(es_catalog()->namespace), relname);
+}
+
+/*
+ * es_execute_as_owner
+ *		Run one statement of the extension's internal SQL (writing its own
+ *		tables) as the extension owner; 'expected' is its SPI result code.
+ *		Returns the rows processed.
+ */
+uint64
+es_execute_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
+					const char *nulls, int expected)
+{
+	EsSavedUser saved_user;
+	uint64		processed;
+	int			rc;
+
+	es_become_owner(&saved_user);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+	if (rc != expected)
+		elog(ERROR, "internal statement failed (%s): %s", SPI_result_code_string(rc), sql);
+	processed = SPI_processed;
+	SPI_finish();
+	es_restore_user(&saved_user);
+	return processed;
+}
+
+/*
  * es_catalog
  *		The OIDs of the extension's objects, looked up on first use.
  *
@@ -235,7 +274,6 @@ es_catalog(void)
 		c.upcasters_pkey = lookup_relation("es_upcasters_pkey", c.namespace);
 		/* added in 1.1: absent until ALTER EXTENSION event_sourcing UPDATE */
 		c.projections = get_relname_relid("es_projection_defs", c.namespace);
-		c.projections_pkey = get_relname_relid("es_projection_defs_pkey", c.namespace);
 		c.dead_letters = get_relname_relid("es_dead_letters", c.namespace);
 		c.owner = relation_owner(c.events);
 		cache = c;

@@ -58,7 +58,6 @@ typedef struct EsCatalog
 	Oid			upcasters;		/* es_upcasters */
 	Oid			upcasters_pkey; /* (event_type, from_schema) */
 	Oid			projections;	/* es_projection_defs (InvalidOid before 1.1) */
-	Oid			projections_pkey;	/* (name) */
 	Oid			dead_letters;	/* es_dead_letters */
 	Oid			owner;			/* owner of es_events: the extension's owner */
 } EsCatalog;
@@ -73,8 +72,11 @@ typedef struct EsSavedUser
 extern const EsCatalog *es_catalog(void);
 extern void es_catalog_init(void);
 extern uint64 es_catalog_generation(void);
+extern char *es_qualified_name(const char *relname);
 extern void es_become_owner(EsSavedUser *saved);
 extern void es_restore_user(const EsSavedUser *saved);
+extern uint64 es_execute_as_owner(const char *sql, int nargs, Oid *types,
+								  Datum *values, const char *nulls, int expected);
 
 /* validate.c: argument checks shared by the SQL-callable functions */
 extern void es_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
@@ -188,7 +190,6 @@ extern int64 es_stream_head(text *stream_id, const TimestampTz *as_of);
 typedef struct EsLogScan
 {
 	int64		high;			/* the high-water mark: nothing past it */
-	int64		last;			/* position of the last event returned */
 	bool		complete;		/* at the end, every event <= high was seen */
 	bool		done;
 	MemoryContext mcxt;			/* the scan's state lives here */
@@ -234,6 +235,7 @@ typedef struct EsProjection
 	int64		position;		/* async: the checkpoint */
 	bool		failed;
 	int64		failed_position;
+	char	   *last_error;		/* NULL: none */
 	TimestampTz updated_at;
 	bool		ready;			/* cb is set up (es_projection_prepare) */
 	EsCallback	cb;
@@ -249,10 +251,27 @@ extern void es_projection_prepare(EsProjection *p, MemoryContext mcxt);
 extern bool es_projection_matches(const EsProjection *p, const char *type);
 extern void es_projection_apply(const EsProjection *p, TupleTableSlot *slot, int64 position);
 extern void es_projection_call_reset(const EsProjection *p);
-extern int	es_projection_cmp(const void *a, const void *b);
 extern void es_projection_check_owner(const char *name, Oid owner);
 extern void es_projection_not_found(const char *name);
 extern char *es_projection_name_arg(FunctionCallInfo fcinfo, int argno);
+
+/* How es_projection_read reads a definition, and what it found. */
+typedef enum EsLockMode
+{
+	ES_LOCK_NONE,
+	ES_LOCK_WAIT,				/* FOR UPDATE */
+	ES_LOCK_SKIP				/* FOR UPDATE SKIP LOCKED */
+} EsLockMode;
+
+typedef enum EsFound
+{
+	ES_FOUND,
+	ES_MISSING,
+	ES_LOCKED					/* exists, another run holds it */
+} EsFound;
+
+extern EsFound es_projection_read(const char *name, EsLockMode lock, EsProjection *p);
+
 
 /* projection_run.c: driving async projections (SQL functions, the worker) */
 extern int64 es_projection_run_all(int32 max_events, int retry_failed_ms,

@@ -145,6 +145,8 @@ es_projection_from_tuple(HeapTuple tup, TupleDesc desc, EsProjection *p,
 	p->failed = strcmp(TextDatumGetCString(values[Anum_es_projection_defs_status - 1]), "failed") == 0;
 	p->failed_position = nulls[Anum_es_projection_defs_failed_position - 1] ? 0 :
 		DatumGetInt64(values[Anum_es_projection_defs_failed_position - 1]);
+	p->last_error = nulls[Anum_es_projection_defs_last_error - 1] ? NULL :
+		MemoryContextStrdup(mcxt, TextDatumGetCString(values[Anum_es_projection_defs_last_error - 1]));
 	p->updated_at = DatumGetTimestampTz(values[Anum_es_projection_defs_updated_at - 1]);
 	pfree(values);
 	pfree(nulls);
@@ -396,6 +398,16 @@ es_projections_available(void)
 }
 
 /*
+ * projection_cmp
+ *		qsort comparator: projections by name.
+ */
+static int
+projection_cmp(const void *a, const void *b)
+{
+	return strcmp(((const EsProjection *) a)->name, ((const EsProjection *) b)->name);
+}
+
+/*
  * load_inline
  *		Read the inline definitions into a new cache.
  *
@@ -450,18 +462,8 @@ load_inline(const EsCatalog *cat)
 	c->desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	MemoryContextSwitchTo(old);
 	table_close(rel, AccessShareLock);
-	qsort(c->projections, c->n, sizeof(EsProjection), es_projection_cmp);
+	qsort(c->projections, c->n, sizeof(EsProjection), projection_cmp);
 	return c;
-}
-
-/*
- * es_projection_cmp
- *		qsort comparator: projections by name.
- */
-int
-es_projection_cmp(const void *a, const void *b)
-{
-	return strcmp(((const EsProjection *) a)->name, ((const EsProjection *) b)->name);
 }
 
 /*
@@ -549,6 +551,48 @@ es_dispatch_inline(PG_FUNCTION_ARGS)
 	es_append_firing_resume();
 	ExecDropSingleTupleTableSlot(slot);
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * es_projection_read
+ *		Read (and optionally lock) one definition into *p, in the caller's
+ *		memory context.  The statements run as the extension owner.
+ */
+EsFound
+es_projection_read(const char *name, EsLockMode lock, EsProjection *p)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	EsSavedUser saved_user;
+	Datum		values[1];
+	Oid			types[1] = {TEXTOID};
+	EsFound		found = ES_FOUND;
+	const char *defs = es_qualified_name("es_projection_defs");
+	const char *suffix;
+
+	suffix = lock == ES_LOCK_WAIT ? " FOR UPDATE" :
+		lock == ES_LOCK_SKIP ? " FOR UPDATE SKIP LOCKED" : "";
+	values[0] = CStringGetTextDatum(name);
+
+	es_become_owner(&saved_user);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_with_args(psprintf("SELECT * FROM %s WHERE name OPERATOR(pg_catalog.=) $1%s",
+									   defs, suffix),
+							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "reading the projection definition failed");
+	if (SPI_processed == 1)
+		es_projection_from_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, p, caller);
+	else if (lock == ES_LOCK_SKIP &&
+			 SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE name OPERATOR(pg_catalog.=) $1",
+											defs),
+								   1, types, values, NULL, false, 0) == SPI_OK_SELECT &&
+			 SPI_processed == 1)
+		found = ES_LOCKED;
+	else
+		found = ES_MISSING;
+	SPI_finish();
+	es_restore_user(&saved_user);
+	return found;
 }
 
 /*
@@ -652,8 +696,6 @@ es_define_projection(PG_FUNCTION_ARGS)
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	Oid			types[6] = {TEXTOID, REGPROCEDUREOID, TEXTARRAYOID, TEXTOID, REGPROCEDUREOID, REGROLEOID};
-	int			rc;
-	EsSavedUser saved_user;
 
 	name = es_projection_name_arg(fcinfo, 0);
 	es_check_not_null(fcinfo, 1, "handler");
@@ -686,23 +728,14 @@ es_define_projection(PG_FUNCTION_ARGS)
 		nulls[4] = 'n';
 	values[5] = ObjectIdGetDatum(GetUserId());
 
-	es_become_owner(&saved_user);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_with_args(psprintf("INSERT INTO %s (name, handler, event_types, mode, reset, owner) "
-										"VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
-										quote_qualified_identifier(get_namespace_name(cat->namespace),
-																   "es_projection_defs")),
-							   6, types, values, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "storing the projection definition failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 0)
+	if (es_execute_as_owner(psprintf("INSERT INTO %s (name, handler, event_types, mode, reset, owner) "
+									   "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
+									   es_qualified_name("es_projection_defs")),
+							  6, types, values, nulls, SPI_OK_INSERT) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("projection \"%s\" already exists", name),
 				 errhint("Drop it first with es_drop_projection('%s').", name)));
-	SPI_finish();
-	es_restore_user(&saved_user);
 
 	/* every backend (this one at the next command) reloads its definitions */
 	CacheInvalidateRelcacheByRelid(cat->projections);
@@ -724,38 +757,24 @@ es_drop_projection(PG_FUNCTION_ARGS)
 {
 	const EsCatalog *cat;
 	char	   *name;
+	EsProjection p;
 	Datum		values[1];
 	Oid			types[1] = {TEXTOID};
-	Oid			owner;
-	bool		isnull;
-	const char *schema;
-	EsSavedUser saved_user;
 
 	name = es_projection_name_arg(fcinfo, 0);
 	PreventCommandIfReadOnly("es_drop_projection()");
 	cat = es_projections_available();
-	schema = quote_identifier(get_namespace_name(cat->namespace));
-	values[0] = CStringGetTextDatum(name);
-
-	es_become_owner(&saved_user);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(psprintf("SELECT owner::oid FROM %s.es_projection_defs WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE", schema),
-							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "reading the projection definition failed");
-	if (SPI_processed == 0)
+	if (es_projection_read(name, ES_LOCK_WAIT, &p) != ES_FOUND)
 		es_projection_not_found(name);
-	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	es_restore_user(&saved_user);
-	es_projection_check_owner(name, owner);
-	es_become_owner(&saved_user);
-	if (SPI_execute_with_args(psprintf("DELETE FROM %s.es_dead_letters WHERE projection OPERATOR(pg_catalog.=) $1", schema),
-							  1, types, values, NULL, false, 0) != SPI_OK_DELETE ||
-		SPI_execute_with_args(psprintf("DELETE FROM %s.es_projection_defs WHERE name OPERATOR(pg_catalog.=) $1", schema),
-							  1, types, values, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "dropping the projection failed");
-	SPI_finish();
-	es_restore_user(&saved_user);
+	es_projection_check_owner(name, p.owner);
+
+	values[0] = CStringGetTextDatum(name);
+	(void) es_execute_as_owner(psprintf("DELETE FROM %s WHERE projection OPERATOR(pg_catalog.=) $1",
+										  es_qualified_name("es_dead_letters")),
+								 1, types, values, NULL, SPI_OK_DELETE);
+	(void) es_execute_as_owner(psprintf("DELETE FROM %s WHERE name OPERATOR(pg_catalog.=) $1",
+										  es_qualified_name("es_projection_defs")),
+								 1, types, values, NULL, SPI_OK_DELETE);
 
 	CacheInvalidateRelcacheByRelid(cat->projections);
 	PG_RETURN_VOID();

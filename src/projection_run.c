@@ -52,21 +52,6 @@
 #include "compat.h"
 #include "event_sourcing.h"
 
-/* How a definition is read: without a lock, or locked for a run. */
-typedef enum EsLockMode
-{
-	ES_LOCK_NONE,
-	ES_LOCK_WAIT,				/* FOR UPDATE */
-	ES_LOCK_SKIP				/* FOR UPDATE SKIP LOCKED */
-} EsLockMode;
-
-typedef enum EsFound
-{
-	ES_FOUND,
-	ES_MISSING,
-	ES_LOCKED					/* exists, another run holds it */
-} EsFound;
-
 /* The outcome of applying events to one async projection. */
 typedef struct EsRunResult
 {
@@ -84,65 +69,12 @@ typedef struct EsRunResult
 static uint64 none_generation = 0;
 
 /*
- * qualified
- *		The schema-qualified name of a relation of the extension, quoted.
- */
-static char *
-qualified(const EsCatalog *cat, const char *relname)
-{
-	return quote_qualified_identifier(get_namespace_name(cat->namespace), relname);
-}
-
-/*
- * read_definition
- *		Read (and optionally lock) one definition into *p, in the caller's
- *		memory context.  SPI runs as the extension owner.
- */
-static EsFound
-read_definition(const EsCatalog *cat, const char *name, EsLockMode lock,
-				EsProjection *p)
-{
-	MemoryContext caller = CurrentMemoryContext;
-	EsSavedUser saved_user;
-	Datum		values[1];
-	Oid			types[1] = {TEXTOID};
-	EsFound		found = ES_FOUND;
-	const char *suffix;
-
-	suffix = lock == ES_LOCK_WAIT ? " FOR UPDATE" :
-		lock == ES_LOCK_SKIP ? " FOR UPDATE SKIP LOCKED" : "";
-	values[0] = CStringGetTextDatum(name);
-
-	es_become_owner(&saved_user);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(psprintf("SELECT * FROM %s WHERE name OPERATOR(pg_catalog.=) $1%s",
-									   qualified(cat, "es_projection_defs"), suffix),
-							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "reading the projection definition failed");
-	if (SPI_processed == 1)
-		es_projection_from_tuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, p, caller);
-	else if (lock == ES_LOCK_SKIP &&
-			 SPI_execute_with_args(psprintf("SELECT 1 FROM %s WHERE name OPERATOR(pg_catalog.=) $1",
-											qualified(cat, "es_projection_defs")),
-								   1, types, values, NULL, false, 0) == SPI_OK_SELECT &&
-			 SPI_processed == 1)
-		found = ES_LOCKED;
-	else
-		found = ES_MISSING;
-	SPI_finish();
-	es_restore_user(&saved_user);
-	return found;
-}
-
-/*
  * write_checkpoint
  *		Store where an async projection stands.
  */
 static void
-write_checkpoint(const EsCatalog *cat, const char *name, const EsRunResult *r)
+write_checkpoint(const char *name, const EsRunResult *r)
 {
-	EsSavedUser saved_user;
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	Oid			types[5] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, INT8OID};
@@ -158,17 +90,11 @@ write_checkpoint(const EsCatalog *cat, const char *name, const EsRunResult *r)
 	else
 		nulls[3] = nulls[4] = 'n';
 
-	es_become_owner(&saved_user);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(psprintf("UPDATE %s SET position = $2, status = $3, last_error = $4, "
-									   "failed_position = $5, updated_at = pg_catalog.now() "
-									   "WHERE name OPERATOR(pg_catalog.=) $1",
-									   qualified(cat, "es_projection_defs")),
-							  5, types, values, nulls, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "storing the projection checkpoint failed");
-	SPI_finish();
-	es_restore_user(&saved_user);
+	(void) es_execute_as_owner(psprintf("UPDATE %s SET position = $2, status = $3, last_error = $4, "
+										  "failed_position = $5, updated_at = pg_catalog.now() "
+										  "WHERE name OPERATOR(pg_catalog.=) $1",
+										  es_qualified_name("es_projection_defs")),
+								 5, types, values, nulls, SPI_OK_UPDATE);
 }
 
 /*
@@ -291,7 +217,7 @@ apply_events(EsProjection *p, int32 max_events, int64 stop_at,
  *		es_projection_run for one async projection, already read and locked.
  */
 static void
-run_one(const EsCatalog *cat, EsProjection *p, int32 max_events, EsRunResult *r)
+run_one(EsProjection *p, int32 max_events, EsRunResult *r)
 {
 	int64		stop_at = 0;
 	ErrorData  *first_error = NULL;
@@ -341,7 +267,7 @@ run_one(const EsCatalog *cat, EsProjection *p, int32 max_events, EsRunResult *r)
 						 "or move the event to es_dead_letters with es_projection_skip('%s').",
 						 p->name)));
 	}
-	write_checkpoint(cat, p->name, r);
+	write_checkpoint(p->name, r);
 }
 
 /*
@@ -350,12 +276,12 @@ run_one(const EsCatalog *cat, EsProjection *p, int32 max_events, EsRunResult *r)
  *		another run holds it).
  */
 static int64
-run_named(const EsCatalog *cat, const char *name, int32 max_events)
+run_named(const char *name, int32 max_events)
 {
 	EsProjection p;
 	EsRunResult r;
 
-	switch (read_definition(cat, name, ES_LOCK_SKIP, &p))
+	switch (es_projection_read(name, ES_LOCK_SKIP, &p))
 	{
 		case ES_MISSING:
 			es_projection_not_found(name);
@@ -371,7 +297,7 @@ run_named(const EsCatalog *cat, const char *name, int32 max_events)
 				 errmsg("projection \"%s\" is not an async projection", name),
 				 errdetail("Inline projections are applied by es_append in the appending transaction."),
 				 errhint("Use es_projection_rebuild('%s') to replay the history.", name)));
-	run_one(cat, &p, max_events, &r);
+	run_one(&p, max_events, &r);
 	return r.applied;
 }
 
@@ -412,7 +338,7 @@ es_projection_run_all(int32 max_events, int retry_failed_ms, long *retry_due_ms,
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (SPI_execute(psprintf("SELECT * FROM %s WHERE mode OPERATOR(pg_catalog.=) 'async' ORDER BY name",
-							 qualified(cat, "es_projection_defs")),
+							 es_qualified_name("es_projection_defs")),
 					false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading the projection definitions failed");
 	n = (int) SPI_processed;
@@ -451,7 +377,7 @@ es_projection_run_all(int32 max_events, int retry_failed_ms, long *retry_due_ms,
 		}
 		else if (d->position >= head)
 			continue;
-		total += run_named(cat, d->name, max_events);
+		total += run_named(d->name, max_events);
 	}
 	return total;
 }
@@ -490,16 +416,15 @@ Datum
 es_projection_run(PG_FUNCTION_ARGS)
 {
 	int32		max_events = check_max_events(fcinfo, 1);
-	const EsCatalog *cat;
 
 	PreventCommandIfReadOnly("es_projection_run()");
 	PreventCommandIfParallelMode("es_projection_run()");
-	cat = es_projections_available();
+	(void) es_projections_available();
 	if (max_events == 0)
 		PG_RETURN_INT64(0);
 	if (PG_ARGISNULL(0))
 		PG_RETURN_INT64(es_projection_run_all(max_events, -1, NULL, NULL));
-	PG_RETURN_INT64(run_named(cat, es_projection_name_arg(fcinfo, 0), max_events));
+	PG_RETURN_INT64(run_named(es_projection_name_arg(fcinfo, 0), max_events));
 }
 
 PG_FUNCTION_INFO_V1(es_projection_rebuild);
@@ -536,11 +461,11 @@ es_projection_rebuild(PG_FUNCTION_ARGS)
 	 * with appends and with itself: two inline rebuilds queue, rather than
 	 * deadlock when each then appends.
 	 */
-	if (read_definition(cat, name, ES_LOCK_NONE, &p) != ES_FOUND)
+	if (es_projection_read(name, ES_LOCK_NONE, &p) != ES_FOUND)
 		es_projection_not_found(name);
 	if (p.is_inline)
 		LockRelationOid(cat->events, ShareRowExclusiveLock);
-	if (read_definition(cat, name, ES_LOCK_WAIT, &p) != ES_FOUND)
+	if (es_projection_read(name, ES_LOCK_WAIT, &p) != ES_FOUND)
 		es_projection_not_found(name);
 	if (p.is_inline)
 		LockRelationOid(cat->events, ShareRowExclusiveLock);	/* redefined meanwhile */
@@ -597,46 +522,30 @@ es_projection_rebuild(PG_FUNCTION_ARGS)
 	memset(&r, 0, sizeof(r));
 	r.applied = n;
 	r.checkpoint = p.is_inline ? 0 : upto;
-	write_checkpoint(cat, name, &r);
+	write_checkpoint(name, &r);
 	es_note_projection_change();
 	PG_RETURN_INT64(n);
 }
 
 /*
  * event_at
- *		The event at a global position, upcast, as a composite datum (NULL
- *		when there is none).
+ *		The event at a global position, upcast as the handler saw it, as a
+ *		composite datum, read through the one log reader.
  */
 static Datum
-event_at(const EsCatalog *cat, int64 position, bool *isnull)
+event_at(int64 position)
 {
-	Relation	rel;
-	Relation	index;
-	TupleTableSlot *slot;
-	IndexScanDesc scan;
-	ScanKeyData key;
+	EsLogScan  *scan = es_log_scan_begin(NULL, position - 1);
+	TupleTableSlot *slot = es_log_scan_next(scan);
 	Datum		result = (Datum) 0;
-	EsUpcaster *upcaster;
+	bool		isnull;
 
-	*isnull = true;
-	rel = table_open(cat->events, AccessShareLock);
-	index = index_open(cat->position_index, AccessShareLock);
-	slot = table_slot_create(rel, NULL);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(position));
-	scan = index_beginscan(rel, index, GetActiveSnapshot(), 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		upcaster = es_upcast_begin();
-		es_upcast_slot(upcaster, slot);
-		es_upcast_end(upcaster);
+	if (slot != NULL &&
+		DatumGetInt64(slot_getattr(slot, Anum_es_events_global_position, &isnull)) == position)
 		result = ExecFetchSlotHeapTupleDatum(slot);	/* a copy */
-		*isnull = false;
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(rel, AccessShareLock);
+	es_log_scan_end(scan);
+	if (result == (Datum) 0)
+		elog(ERROR, "event at global position " INT64_FORMAT " not found", position);
 	return result;
 }
 
@@ -656,15 +565,13 @@ es_projection_skip(PG_FUNCTION_ARGS)
 	const EsCatalog *cat;
 	EsProjection p;
 	EsRunResult r;
-	EsSavedUser saved_user;
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	Oid			types[4];
-	char	   *last_error;
 
 	PreventCommandIfReadOnly("es_projection_skip()");
 	cat = es_projections_available();
-	if (read_definition(cat, name, ES_LOCK_WAIT, &p) != ES_FOUND)
+	if (es_projection_read(name, ES_LOCK_WAIT, &p) != ES_FOUND)
 		es_projection_not_found(name);
 	es_projection_check_owner(name, p.owner);
 	if (p.is_inline)
@@ -679,41 +586,27 @@ es_projection_skip(PG_FUNCTION_ARGS)
 				 errdetail("It is at global position " INT64_FORMAT ".", p.position),
 				 errhint("es_projection_skip skips the event a failed projection stopped at.")));
 
-	/* the error, as it was recorded */
-	es_become_owner(&saved_user);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
 	types[0] = TEXTOID;
 	values[0] = CStringGetTextDatum(name);
-	if (SPI_execute_with_args(psprintf("SELECT last_error FROM %s WHERE name OPERATOR(pg_catalog.=) $1",
-									   qualified(cat, "es_projection_defs")),
-							  1, types, values, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "reading the projection definition failed");
-	last_error = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
 	types[1] = get_rel_type_id(cat->events);
-	values[1] = event_at(cat, p.failed_position, (bool *) &nulls[1]);
-	nulls[1] = nulls[1] ? 'n' : ' ';
-	if (nulls[1] == 'n')
-		elog(ERROR, "event at global position " INT64_FORMAT " not found", p.failed_position);
+	values[1] = event_at(p.failed_position);
 	types[2] = TEXTOID;
-	values[2] = last_error ? CStringGetTextDatum(last_error) : (Datum) 0;
-	nulls[2] = last_error ? ' ' : 'n';
+	if (p.last_error != NULL)
+		values[2] = CStringGetTextDatum(p.last_error);
+	else
+		nulls[2] = 'n';
 	types[3] = INT8OID;
 	values[3] = Int64GetDatum(p.failed_position);
-	if (SPI_execute_with_args(psprintf("INSERT INTO %s (projection, event, error, position) "
-									   "VALUES ($1, $2, $3, $4) ON CONFLICT (projection, position) "
-									   "DO UPDATE SET event = EXCLUDED.event, error = EXCLUDED.error, "
-									   "time = EXCLUDED.time",
-									   qualified(cat, "es_dead_letters")),
-							  4, types, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "storing the dead letter failed");
-	SPI_finish();
-	es_restore_user(&saved_user);
+	(void) es_execute_as_owner(psprintf("INSERT INTO %s (projection, event, error, position) "
+										  "VALUES ($1, $2, $3, $4) ON CONFLICT (projection, position) "
+										  "DO UPDATE SET event = EXCLUDED.event, error = EXCLUDED.error, "
+										  "time = EXCLUDED.time",
+										  es_qualified_name("es_dead_letters")),
+								 4, types, values, nulls, SPI_OK_INSERT);
 
 	memset(&r, 0, sizeof(r));
 	r.checkpoint = p.failed_position;
-	write_checkpoint(cat, name, &r);
+	write_checkpoint(name, &r);
 	es_note_projection_change();
 	PG_RETURN_INT64(p.failed_position);
 }

@@ -330,7 +330,6 @@ es_log_scan_begin(text *category, int64 after)
 	AttrNumber	posattr = category ? 2 : 1;
 
 	s->mcxt = CurrentMemoryContext;
-	s->last = after;
 	s->high = es_high_water_mark(cat, after);
 	if (s->high <= after)
 	{
@@ -368,7 +367,7 @@ es_log_scan_begin(text *category, int64 after)
  *
  * At the end, s->complete says whether every event up to s->high was
  * returned (false: the transaction snapshot cannot see the next one, so a
- * reader must continue from s->last, not from s->high).
+ * reader must continue from the last event it got, not from s->high).
  */
 TupleTableSlot *
 es_log_scan_next(EsLogScan *s)
@@ -410,7 +409,6 @@ es_log_scan_next(EsLogScan *s)
 		s->done = true;
 		return NULL;
 	}
-	s->last = pos;
 	/* upcasting allocates in the caller's context: per event */
 	es_upcast_slot(s->upcaster, s->slot);
 	return s->slot;

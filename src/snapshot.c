@@ -128,7 +128,6 @@ es_snapshot_find(text *stream_id, int64 fingerprint, int64 max_version,
 static void
 prepare_plans(void)
 {
-	const EsCatalog *cat = es_catalog();
 	char	   *rel;
 	char	   *sql;
 	Oid			store_types[4] = {TEXTOID, INT8OID, INT8OID, JSONBOID};
@@ -143,7 +142,7 @@ prepare_plans(void)
 		store_plan = prune_plan = NULL;
 	}
 
-	rel = quote_qualified_identifier(get_namespace_name(cat->namespace), "es_snapshots");
+	rel = es_qualified_name("es_snapshots");
 	sql = psprintf("INSERT INTO %s AS s (stream_id, version, fingerprint, state) "
 				   "VALUES ($1, $2, $3, $4) "
 				   "ON CONFLICT (stream_id, fingerprint, version) "
@@ -326,9 +325,6 @@ es_snapshot_prune(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	char		nulls[2] = {' ', ' '};
 	Oid			types[2] = {INT4OID, TEXTOID};
-	int			rc;
-	int64		deleted;
-	EsSavedUser saved_user;
 
 	es_check_not_null(fcinfo, 0, "keep");
 	keep = PG_GETARG_INT32(0);
@@ -339,7 +335,7 @@ es_snapshot_prune(PG_FUNCTION_ARGS)
 				 errdetail("keep was %d.", keep)));
 	PreventCommandIfReadOnly("es_snapshot_prune()");
 
-	rel = quote_qualified_identifier(get_namespace_name(cat->namespace), "es_snapshots");
+	rel = es_qualified_name("es_snapshots");
 	sql = psprintf("WITH ranked AS ("
 				   "  SELECT s.ctid AS row_id, "
 				   "         s.fingerprint OPERATOR(pg_catalog.<>) %s._es_stream_fingerprint(s.stream_id) AS unusable, "
@@ -360,14 +356,5 @@ es_snapshot_prune(PG_FUNCTION_ARGS)
 	else
 		values[1] = PG_GETARG_DATUM(1);
 
-	es_become_owner(&saved_user);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_with_args(sql, 2, types, values, nulls, false, 0);
-	if (rc != SPI_OK_DELETE)
-		elog(ERROR, "pruning snapshots failed: %s", SPI_result_code_string(rc));
-	deleted = (int64) SPI_processed;
-	SPI_finish();
-	es_restore_user(&saved_user);
-	PG_RETURN_INT64(deleted);
+	PG_RETURN_INT64((int64) es_execute_as_owner(sql, 2, types, values, nulls, SPI_OK_DELETE));
 }

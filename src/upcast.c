@@ -439,8 +439,6 @@ es_define_upcaster(PG_FUNCTION_ARGS)
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	Oid			types[4] = {TEXTOID, INT4OID, REGPROCEDUREOID, TEXTOID};
-	int			rc;
-	EsSavedUser saved_user;
 
 	es_check_not_null(fcinfo, 0, "event_type");
 	es_check_not_null(fcinfo, 1, "from_schema");
@@ -532,15 +530,8 @@ es_define_upcaster(PG_FUNCTION_ARGS)
 		values[3] = PG_GETARG_DATUM(3);
 
 	sql = psprintf("INSERT INTO %s (event_type, from_schema, upcast, to_type) VALUES ($1, $2, $3, $4)",
-				   quote_qualified_identifier(get_namespace_name(cat->namespace), "es_upcasters"));
-	es_become_owner(&saved_user);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_with_args(sql, 4, types, values, nulls, false, 0);
-	if (rc != SPI_OK_INSERT)
-		elog(ERROR, "storing the upcaster failed: %s", SPI_result_code_string(rc));
-	SPI_finish();
-	es_restore_user(&saved_user);
+				   es_qualified_name("es_upcasters"));
+	(void) es_execute_as_owner(sql, 4, types, values, nulls, SPI_OK_INSERT);
 
 	/* every backend (this one at the next command) rebuilds its registry */
 	CacheInvalidateRelcacheByRelid(cat->upcasters);
