@@ -113,13 +113,89 @@ is_cancel(ErrorData *edata)
 		edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY;
 }
 
+/* Where a replay of the log into a projection stands (replay_events). */
+typedef struct EsReplay
+{
+	int64		applied;		/* handler calls that returned */
+	int64		upto;			/* position of the last event dealt with */
+	int64		current;		/* position of the event being dealt with */
+	bool		in_handler;		/* an error now comes from the handler */
+	bool		complete;		/* every event up to the safe end was read */
+} EsReplay;
+
+/*
+ * replay_events
+ *		Hand the events after 'after' to the projection's handler (the
+ *		matching ones), at most max_events of them (< 0: no limit) and none
+ *		at or past stop_at (> 0).  Read to the end, the position moves on to
+ *		the safe end of the log, past any rolled-back positions.
+ *
+ * Progress is kept in *r as it goes, for a caller that catches an error.
+ */
+static void
+replay_events(EsProjection *p, int64 after, int64 max_events, int64 stop_at,
+			  volatile EsReplay *r)
+{
+	MemoryContext eval_cxt;
+	EsLogScan  *scan;
+	TupleTableSlot *slot;
+	bool		complete = false;
+
+	r->applied = 0;
+	r->upto = after;
+	r->current = 0;
+	r->in_handler = false;
+	eval_cxt = AllocSetContextCreate(CurrentMemoryContext, "event_sourcing projection event",
+									 ALLOCSET_DEFAULT_SIZES);
+	scan = es_log_scan_begin(NULL, after);
+	while (max_events < 0 || r->applied < max_events)
+	{
+		bool		isnull;
+		char	   *type;
+		MemoryContext old;
+
+		CHECK_FOR_INTERRUPTS();
+		old = MemoryContextSwitchTo(eval_cxt);
+		slot = es_log_scan_next(scan);
+		if (slot == NULL)
+		{
+			MemoryContextSwitchTo(old);
+			complete = scan->complete;
+			break;
+		}
+		r->current = DatumGetInt64(slot_getattr(slot, Anum_es_events_global_position, &isnull));
+		if (stop_at > 0 && r->current >= stop_at)
+		{
+			MemoryContextSwitchTo(old);
+			break;
+		}
+		type = TextDatumGetCString(slot_getattr(slot, Anum_es_events_event_type, &isnull));
+		if (es_projection_matches(p, type))
+		{
+			r->in_handler = true;
+			es_projection_apply(p, slot, r->current);
+			r->in_handler = false;
+			r->applied++;
+		}
+		r->upto = r->current;
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(eval_cxt);
+	}
+	r->complete = complete;
+	if (complete && scan->high > r->upto)
+		r->upto = scan->high;
+	es_log_scan_end(scan);
+	MemoryContextDelete(eval_cxt);
+}
+
 /*
  * apply_events
  *		Apply the events after p->position to an async projection (at most
- *		max_events, none at or past stop_at when stop_at > 0).  Returns false,
- *		with the error in *error and the event in *failed_at, when a handler
- *		failed: the subtransaction was rolled back and nothing it did stays.
- *		*last is the position of the last event dealt with.
+ *		max_events, none at or past stop_at when stop_at > 0) in a
+ *		subtransaction.  Returns false, with the error in *error and the
+ *		event in *failed_at, when a handler failed: the subtransaction was
+ *		rolled back and nothing it did stays.  *last is the position of the
+ *		last event dealt with.
  */
 static bool
 apply_events(EsProjection *p, int32 max_events, int64 stop_at,
@@ -127,63 +203,14 @@ apply_events(EsProjection *p, int32 max_events, int64 stop_at,
 {
 	MemoryContext caller = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	MemoryContext eval_cxt;
-	volatile int64 n = 0;
-	volatile int64 upto = p->position;
-	volatile int64 current = 0;
-	volatile bool in_handler = false;
+	volatile EsReplay r;
 	volatile bool ok = true;
 
-	eval_cxt = AllocSetContextCreate(caller, "event_sourcing projection event",
-									 ALLOCSET_DEFAULT_SIZES);
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(caller);
 	PG_TRY();
 	{
-		EsLogScan  *scan = es_log_scan_begin(NULL, p->position);
-		TupleTableSlot *slot;
-		bool		complete = false;
-
-		for (;;)
-		{
-			bool		isnull;
-			char	   *type;
-			MemoryContext old;
-
-			CHECK_FOR_INTERRUPTS();
-			if (n >= max_events)
-				break;
-			old = MemoryContextSwitchTo(eval_cxt);
-			slot = es_log_scan_next(scan);
-			if (slot == NULL)
-			{
-				MemoryContextSwitchTo(old);
-				complete = scan->complete;
-				break;
-			}
-			current = DatumGetInt64(slot_getattr(slot, Anum_es_events_global_position, &isnull));
-			if (stop_at > 0 && current >= stop_at)
-			{
-				MemoryContextSwitchTo(old);
-				break;
-			}
-			type = TextDatumGetCString(slot_getattr(slot, Anum_es_events_event_type, &isnull));
-			if (es_projection_matches(p, type))
-			{
-				in_handler = true;
-				es_projection_apply(p, slot, current);
-				in_handler = false;
-				n++;
-			}
-			upto = current;
-			MemoryContextSwitchTo(old);
-			MemoryContextReset(eval_cxt);
-		}
-		/* read to the end: the checkpoint may move past rolled-back positions */
-		if (complete && stop_at <= 0 && scan->high > upto)
-			upto = scan->high;
-		es_log_scan_end(scan);
-
+		replay_events(p, p->position, max_events, stop_at, &r);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller);
 		CurrentResourceOwner = owner;
@@ -194,21 +221,20 @@ apply_events(EsProjection *p, int32 max_events, int64 stop_at,
 
 		MemoryContextSwitchTo(caller);
 		edata = CopyErrorData();
-		if (!in_handler || is_cancel(edata))
+		if (!r.in_handler || is_cancel(edata))
 			PG_RE_THROW();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(caller);
 		CurrentResourceOwner = owner;
 		*error = edata;
-		*failed_at = current;
+		*failed_at = r.current;
 		ok = false;
 	}
 	PG_END_TRY();
-	MemoryContextDelete(eval_cxt);
 
-	*applied = n;
-	*last = upto;
+	*applied = r.applied;
+	*last = r.upto;
 	return ok;
 }
 
@@ -442,13 +468,8 @@ es_projection_rebuild(PG_FUNCTION_ARGS)
 	char	   *name = es_projection_name_arg(fcinfo, 0);
 	const EsCatalog *cat;
 	EsProjection p;
-	EsLogScan  *scan;
-	TupleTableSlot *slot;
-	MemoryContext eval_cxt;
-	MemoryContext caller = CurrentMemoryContext;
+	EsReplay	replay;
 	EsRunResult r;
-	int64		n = 0;
-	int64		upto = 0;
 
 	PreventCommandIfReadOnly("es_projection_rebuild()");
 	PreventCommandIfParallelMode("es_projection_rebuild()");
@@ -470,61 +491,28 @@ es_projection_rebuild(PG_FUNCTION_ARGS)
 	if (p.is_inline)
 		LockRelationOid(cat->events, ShareRowExclusiveLock);	/* redefined meanwhile */
 	es_projection_check_owner(name, p.owner);
-	es_projection_prepare(&p, caller);
+	es_projection_prepare(&p, CurrentMemoryContext);
 
 	es_projection_call_reset(&p);
-
-	eval_cxt = AllocSetContextCreate(caller, "event_sourcing projection event",
-									 ALLOCSET_DEFAULT_SIZES);
-	scan = es_log_scan_begin(NULL, 0);
-	for (;;)
-	{
-		bool		isnull;
-		int64		position;
-		char	   *type;
-		MemoryContext old;
-
-		CHECK_FOR_INTERRUPTS();
-		old = MemoryContextSwitchTo(eval_cxt);
-		slot = es_log_scan_next(scan);
-		if (slot == NULL)
-		{
-			MemoryContextSwitchTo(old);
-			break;
-		}
-		position = DatumGetInt64(slot_getattr(slot, Anum_es_events_global_position, &isnull));
-		type = TextDatumGetCString(slot_getattr(slot, Anum_es_events_event_type, &isnull));
-		if (es_projection_matches(&p, type))
-		{
-			es_projection_apply(&p, slot, position);
-			n++;
-		}
-		upto = position;
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(eval_cxt);
-	}
+	replay_events(&p, 0, -1, 0, &replay);
 
 	/*
 	 * An inline read model must hold every committed event.  Under REPEATABLE
 	 * READ the transaction snapshot may predate the lock and miss some.
 	 */
-	if (p.is_inline && !scan->complete)
+	if (p.is_inline && !replay.complete)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not rebuild projection \"%s\": events were committed after this transaction's snapshot",
 						name),
 				 errhint("Retry the transaction, or rebuild in a READ COMMITTED transaction.")));
-	if (scan->complete && scan->high > upto)
-		upto = scan->high;
-	es_log_scan_end(scan);
-	MemoryContextDelete(eval_cxt);
 
 	memset(&r, 0, sizeof(r));
-	r.applied = n;
-	r.checkpoint = p.is_inline ? 0 : upto;
+	r.applied = replay.applied;
+	r.checkpoint = p.is_inline ? 0 : replay.upto;
 	write_checkpoint(name, &r);
 	es_note_projection_change();
-	PG_RETURN_INT64(n);
+	PG_RETURN_INT64(replay.applied);
 }
 
 /*
