@@ -628,8 +628,12 @@ SET ROLE regress_es_papp;
 SELECT regress.err($$SELECT * FROM pj_owned.model$$);
 SELECT es_append('pjowned-1', 0, 'PjOwned', '{}');
 SELECT es_append('pjowned-2', 0, 'PjOwnedAsync', '{}');
-SELECT es_projection_run('pj_owned_async');
+-- 42501: running it by name needs membership in its owner (checked before
+-- the row is locked); es_projection_run(NULL) passes it over
+SELECT regress.err($$SELECT es_projection_run('pj_owned_async')$$);
+SELECT es_projection_run() AS run_by_app;
 RESET ROLE;
+SELECT es_projection_run('pj_owned_async');
 -- and so do the superuser's: not as the superuser
 SELECT es_append('pjowned-1', 1, 'PjOwned', '{}');
 SELECT * FROM pj_owned.model ORDER BY stream_id, version;

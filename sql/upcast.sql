@@ -208,8 +208,10 @@ SELECT md5(string_agg(c::text, ',')) = :'chains_before' AS chains_unchanged FROM
 SELECT count(*) AS fresh_steps FROM es_upcasters WHERE event_type IN ('Fresh', 'Other');
 
 --
--- Privileges: EXECUTE on the upcaster, when it is registered (42501) and at
--- every read (42501 from es_load and the other read paths).
+-- Privileges: EXECUTE on the upcaster, for the role that registers it
+-- (42501) and, at every read, for that role, its owner: the upcaster runs as
+-- its owner, never as the reader (42501 from es_load and the other read
+-- paths, whoever reads).
 --
 CREATE FUNCTION guarded_1_to_2(data jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$ SELECT data || '{"guarded": true}' $$;
@@ -232,16 +234,25 @@ SELECT es_define_upcaster('Guarded', 1, 'guarded_1_to_2(jsonb)');
 SELECT es_append('guarded-1', 1, 'Guarded', '{"n": 2, "guarded": false}');
 SELECT stream_version, event_type, data, schema_version FROM es_load('guarded-1');
 RESET ROLE;
--- once EXECUTE is revoked, the role's reads fail; the owner's still work
+SELECT event_type, from_schema, owner, search_path FROM es_upcasters WHERE event_type = 'Guarded';
+-- once the owner loses EXECUTE, every read of the type fails, a superuser's
+-- included: the upcaster runs as its owner
 REVOKE EXECUTE ON FUNCTION guarded_1_to_2(jsonb) FROM regress_es_up;
 SET ROLE regress_es_up;
 SELECT regress.err($$SELECT * FROM es_load('guarded-1')$$);
 SELECT regress.err($$SELECT * FROM es_read_category('guarded')$$);
 RESET ROLE;
-SELECT stream_version, event_type, data, schema_version FROM es_load('guarded-1');
+SELECT regress.err($$SELECT * FROM es_load('guarded-1')$$);
 GRANT EXECUTE ON FUNCTION guarded_1_to_2(jsonb) TO PUBLIC;
+SELECT stream_version, event_type, data, schema_version FROM es_load('guarded-1');
+-- a dropped owner: reads of the type fail until the extension's owner gives
+-- the steps another owner (then a function change reloads every registry)
 DROP OWNED BY regress_es_up;
 DROP ROLE regress_es_up;
+SELECT regress.err($$SELECT * FROM es_load('guarded-1')$$);
+UPDATE es_upcasters SET owner = current_user::regrole WHERE event_type = 'Guarded';
+CREATE FUNCTION up_reload_owner(data jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT data $$;
+SELECT stream_version, event_type, data, schema_version FROM es_load('guarded-1');
 
 --
 -- Broken upcasters fail the read (the stored rows stay as they are).  They
@@ -265,8 +276,8 @@ SELECT es_define_upcaster('CycleA', 1, 'up_same(jsonb)', 'CycleB');
 SELECT regress.err($$SELECT es_define_upcaster('CycleB', 1, 'up_same(jsonb)', 'CycleA')$$);
 -- ... and one written into es_upcasters by hand (then any function change
 -- makes every backend reload the registry) stops the read after 1000 steps
-INSERT INTO es_upcasters (event_type, from_schema, upcast, to_type)
-    VALUES ('CycleB', 1, 'up_same(jsonb)', 'CycleA');
+INSERT INTO es_upcasters (event_type, from_schema, upcast, to_type, owner, search_path)
+    VALUES ('CycleB', 1, 'up_same(jsonb)', 'CycleA', current_user::regrole, 'pg_temp');
 CREATE FUNCTION up_reload(data jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT data $$;
 -- 22023: an upcaster returned something other than a JSON object
 SELECT regress.err($$SELECT * FROM es_load('broken-1')$$);
@@ -326,7 +337,8 @@ SELECT version, state FROM es_aggregate('cents-1');
 ROLLBACK;
 
 --
--- Revoking EXECUTE on one type's upcaster only blocks reads of that type.
+-- A reader needs no EXECUTE on upcasters: they run as their owner (who
+-- keeps it here: the superuser).
 --
 BEGIN;
 CREATE FUNCTION up_tag(data jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT data || '{"tagged": true}' $$;

@@ -57,6 +57,9 @@
 #define Anum_es_aggregates_decide			4
 #define Anum_es_aggregates_snapshot_every	5
 #define Anum_es_aggregates_definition_id	6
+#define Anum_es_aggregates_defined_at		7
+#define Anum_es_aggregates_owner			8	/* 1.2 */
+#define Anum_es_aggregates_search_path		9	/* 1.2 */
 
 /* One aggregate definition, as cached. */
 typedef struct EsAggDef
@@ -67,6 +70,8 @@ typedef struct EsAggDef
 	Jsonb	   *initial_state;
 	int32		snapshot_every;
 	int64		definition_id;
+	Oid			owner;			/* evolve and decide run as this role */
+	char	   *search_path;	/* ... with this search_path */
 	int64		fingerprint;
 } EsAggDef;
 
@@ -118,6 +123,20 @@ read_definition(const char *category, EsAggDef *def)
 		def->initial_state = DatumGetJsonbPCopy(heap_getattr(tup, Anum_es_aggregates_initial_state, desc, &isnull));
 		def->snapshot_every = DatumGetInt32(heap_getattr(tup, Anum_es_aggregates_snapshot_every, desc, &isnull));
 		def->definition_id = DatumGetInt64(heap_getattr(tup, Anum_es_aggregates_definition_id, desc, &isnull));
+		if (cat->owners)
+		{
+			def->owner = DatumGetObjectId(heap_getattr(tup, Anum_es_aggregates_owner, desc, &isnull));
+			def->search_path = TextDatumGetCString(heap_getattr(tup, Anum_es_aggregates_search_path,
+																desc, &isnull));
+		}
+		else
+		{
+			/* a 1.1 schema: what the update to 1.2 will record */
+			def->owner = es_function_owner(def->evolve);
+			if (!OidIsValid(def->owner))
+				def->owner = cat->owner;
+			def->search_path = pstrdup(ES_LEGACY_SEARCH_PATH);
+		}
 		found = true;
 	}
 	systable_endscan_ordered(scan);
@@ -174,9 +193,11 @@ lookup_definition(const char *category, int len, EsAggDef *out, bool missing_ok)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("no aggregate is defined for category \"%s\"", key),
-					 errhint("Define one with es_define_aggregate('%s', evolve_function).", key)));
+					 errhint("Define one with es_define_aggregate(%s, evolve_function).",
+							 quote_literal_cstr(key))));
 		}
-		fresh.fingerprint = es_fingerprint(fresh.definition_id, fresh.evolve);
+		fresh.fingerprint = es_fingerprint(fresh.definition_id, fresh.evolve,
+										   fresh.owner, fresh.search_path);
 
 		/* the lookups above may have moved the generation: start over */
 		if (defs_generation != es_catalog_generation())
@@ -189,12 +210,15 @@ lookup_definition(const char *category, int len, EsAggDef *out, bool missing_ok)
 		def->initial_state = DatumGetJsonbPCopy(JsonbPGetDatum(fresh.initial_state));
 		def->snapshot_every = fresh.snapshot_every;
 		def->definition_id = fresh.definition_id;
+		def->owner = fresh.owner;
+		def->search_path = pstrdup(fresh.search_path);
 		def->fingerprint = fresh.fingerprint;
 		MemoryContextSwitchTo(old);
 	}
 
 	*out = *def;
 	out->initial_state = DatumGetJsonbPCopy(JsonbPGetDatum(def->initial_state));
+	out->search_path = pstrdup(def->search_path);
 	return true;
 }
 
@@ -216,11 +240,36 @@ lookup_stream_definition(text *stream_id, EsAggDef *def)
 int64
 es_stream_fingerprint(text *stream_id)
 {
+	Oid			owner;
+
+	return es_stream_aggregate(stream_id, &owner);
+}
+
+/*
+ * es_stream_aggregate
+ *		es_stream_fingerprint, and in *owner the aggregate's owner
+ *		(InvalidOid when the category has no aggregate).
+ */
+int64
+es_stream_aggregate(text *stream_id, Oid *owner)
+{
 	EsAggDef	def;
 
+	*owner = InvalidOid;
 	if (!lookup_definition(VARDATA_ANY(stream_id), es_category_len(stream_id), &def, true))
 		return 0;
+	*owner = def.owner;
 	return def.fingerprint;
+}
+
+/*
+ * aggregate_name
+ *		"aggregate of category \"account\"", for messages.
+ */
+static char *
+aggregate_name(const EsAggDef *def)
+{
+	return psprintf("aggregate of category \"%s\"", def->category);
 }
 
 /*
@@ -246,10 +295,11 @@ fold(EsAggDef *def, text *stream_id, int64 target, EsFoldResult *result)
 	int64		version;
 	int64		folded = 0;
 	EsUpcaster *upcaster;
+	EsCallScope scope;
 
 	LOCAL_FCINFO(fcinfo, 2);
 
-	es_check_execute(def->evolve);
+	es_check_owner_can_run(def->owner, def->evolve, aggregate_name(def), "evolve");
 
 	current = es_stream_head(stream_id, NULL);
 	if (target < 0 || target > current)
@@ -277,6 +327,8 @@ fold(EsAggDef *def, text *stream_id, int64 target, EsFoldResult *result)
 
 		upcaster = es_upcast_begin();
 		scan = es_stream_scan_begin(stream_id, start + 1, target, GetActiveSnapshot());
+		/* evolve runs as the aggregate's owner, restricted (callback.c) */
+		es_scope_enter(&scope, def->owner, def->search_path);
 		while ((slot = es_stream_scan_next(scan)) != NULL)
 		{
 			MemoryContext old;
@@ -297,7 +349,7 @@ fold(EsAggDef *def, text *stream_id, int64 target, EsFoldResult *result)
 			fcinfo->args[1].value = ExecFetchSlotHeapTupleDatum(slot);
 			fcinfo->args[1].isnull = false;
 			fcinfo->isnull = false;
-			newstate = FunctionCallInvoke(fcinfo);
+			newstate = es_callback_invoke(fcinfo);
 			isnull = fcinfo->isnull;
 			MemoryContextSwitchTo(old);
 
@@ -324,6 +376,7 @@ fold(EsAggDef *def, text *stream_id, int64 target, EsFoldResult *result)
 			MemoryContextReset(eval_cxt);
 			folded++;
 		}
+		es_scope_exit(&scope);
 		es_stream_scan_end(scan);
 		es_upcast_end(upcaster);
 	}
@@ -346,7 +399,8 @@ fold(EsAggDef *def, text *stream_id, int64 target, EsFoldResult *result)
 	/* store a snapshot where one pays, and where writing is allowed */
 	if (def->snapshot_every > 0 && folded >= def->snapshot_every &&
 		result->state != NULL && !RecoveryInProgress() && !XactReadOnly)
-		es_snapshot_store(stream_id, result->version, def->fingerprint, result->state);
+		es_snapshot_store(stream_id, result->version, def->fingerprint, def->owner,
+						  result->state);
 }
 
 /*
@@ -456,6 +510,7 @@ es_execute(PG_FUNCTION_ARGS)
 	EsCallback	decide;
 	Datum		events;
 	Jsonb	   *events_jb;
+	EsCallScope scope;
 
 	LOCAL_FCINFO(dcinfo, 2);
 
@@ -473,7 +528,7 @@ es_execute(PG_FUNCTION_ARGS)
 				 errmsg("the aggregate of category \"%s\" has no decide function",
 						def.category),
 				 errhint("Pass a decide function to es_define_aggregate.")));
-	es_check_execute(def.decide);
+	es_check_owner_can_run(def.owner, def.decide, aggregate_name(&def), "decide");
 
 	/*
 	 * Decide on the latest state, this transaction's own earlier appends
@@ -498,7 +553,10 @@ es_execute(PG_FUNCTION_ARGS)
 	dcinfo->args[0].isnull = (r.state == NULL);
 	dcinfo->args[1].value = JsonbPGetDatum(command);
 	dcinfo->args[1].isnull = false;
-	events = FunctionCallInvoke(dcinfo);
+	/* decide runs as the aggregate's owner; the append below as the caller */
+	es_scope_enter(&scope, def.owner, def.search_path);
+	events = es_callback_invoke(dcinfo);
+	es_scope_exit(&scope);
 	if (dcinfo->isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -539,7 +597,10 @@ PG_FUNCTION_INFO_V1(es_define_aggregate);
  *
  * Defines (or redefines) the aggregate of a category.  The functions'
  * signatures and the caller's EXECUTE privilege on them are checked now.
- * Redefinition makes every older snapshot of the category unusable.
+ * The caller becomes the owner (evolve and decide run as it, with the
+ * caller's search_path as it is now); redefining needs membership in the
+ * owner, who stays the owner.  Redefinition makes every older snapshot of
+ * the category unusable.
  */
 Datum
 es_define_aggregate(PG_FUNCTION_ARGS)
@@ -552,9 +613,11 @@ es_define_aggregate(PG_FUNCTION_ARGS)
 	Oid			evolve_args[2];
 	Oid			decide_args[2] = {JSONBOID, JSONBOID};
 	char	   *sql;
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			types[6] = {TEXTOID, REGPROCEDUREOID, JSONBOID, REGPROCEDUREOID, INT4OID, INT8OID};
+	EsAggDef	existing;
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[8] = {TEXTOID, REGPROCEDUREOID, JSONBOID, REGPROCEDUREOID, INT4OID, INT8OID,
+	REGROLEOID, TEXTOID};
 
 	es_check_not_null(fcinfo, 0, "category");
 	es_check_not_null(fcinfo, 1, "evolve");
@@ -573,6 +636,19 @@ es_define_aggregate(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("es_define_aggregate()");
 
 	cat = es_catalog();
+	if (!cat->owners)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the installed version of extension \"event_sourcing\" records no owners"),
+				 errhint("Run ALTER EXTENSION event_sourcing UPDATE.")));
+	/* only the owner's members may redefine: checked before anything is locked */
+	memset(&existing, 0, sizeof(existing));
+	if (read_definition(text_to_cstring(category), &existing))
+	{
+		snprintf(existing.category, sizeof(existing.category), "%s", text_to_cstring(category));
+		es_check_member(existing.owner, aggregate_name(&existing));
+	}
+
 	evolve_args[0] = JSONBOID;
 	evolve_args[1] = get_rel_type_id(cat->events);
 	es_check_callback(evolve, "evolve", 2, evolve_args, JSONBOID);
@@ -590,15 +666,28 @@ es_define_aggregate(PG_FUNCTION_ARGS)
 		nulls[3] = 'n';
 	values[4] = Int32GetDatum(snapshot_every);
 	values[5] = Int64GetDatum(nextval_internal(cat->aggregate_seq, false));
+	values[6] = ObjectIdGetDatum(GetUserId());
+	values[7] = CStringGetTextDatum(es_capture_search_path());
 
-	sql = psprintf("INSERT INTO %s (category, evolve, initial_state, decide, snapshot_every, definition_id) "
-				   "VALUES ($1, $2, $3, $4, $5, $6) "
+	/*
+	 * The owner stays; a definition made by someone else in the meantime is
+	 * only replaced if the caller is a member of its owner too.
+	 */
+	sql = psprintf("INSERT INTO %s AS a (category, evolve, initial_state, decide, snapshot_every, "
+				   "definition_id, owner, search_path) "
+				   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
 				   "ON CONFLICT (category) DO UPDATE SET evolve = EXCLUDED.evolve, "
 				   "initial_state = EXCLUDED.initial_state, decide = EXCLUDED.decide, "
 				   "snapshot_every = EXCLUDED.snapshot_every, definition_id = EXCLUDED.definition_id, "
-				   "defined_at = EXCLUDED.defined_at",
+				   "defined_at = EXCLUDED.defined_at, search_path = EXCLUDED.search_path "
+				   "WHERE pg_catalog.pg_has_role($7::pg_catalog.oid, a.owner::pg_catalog.oid, 'USAGE')",
 				   es_qualified_name("es_aggregates"));
-	(void) es_execute_as_owner(sql, 6, types, values, nulls, SPI_OK_INSERT);
+	if (es_execute_as_owner(sql, 8, types, values, nulls, SPI_OK_INSERT) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for aggregate of category \"%s\"",
+						text_to_cstring(category)),
+				 errdetail("Another role defined it concurrently; only members of its owner may redefine it.")));
 
 	/* every backend (this one at the next command) drops its cached definitions */
 	CacheInvalidateRelcacheByRelid(es_catalog()->aggregates);

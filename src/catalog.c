@@ -25,6 +25,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -179,12 +180,15 @@ relation_owner(Oid relid)
 /*
  * es_become_owner
  *		Run what follows as the extension's owner, in a restricted security
- *		context, until es_restore_user.
+ *		context and with search_path pinned to pg_catalog, until
+ *		es_restore_user.
  *
  * The extension's internal SQL (storing snapshots and definitions) writes
  * tables that ordinary roles have no privileges on: like the rest of the
- * API, these functions are controlled by EXECUTE grants.  An error in
- * between needs no cleanup: transaction abort restores the user.
+ * API, these functions are controlled by EXECUTE grants.  The statements
+ * qualify every name, and the pinned search_path makes sure that nothing
+ * they resolve comes from the caller's session.  An error in between needs
+ * no cleanup: transaction abort restores the user and the settings.
  */
 void
 es_become_owner(EsSavedUser *saved)
@@ -195,15 +199,20 @@ es_become_owner(EsSavedUser *saved)
 	SetUserIdAndSecContext(owner, saved->sec_context |
 						   SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	saved->guc_level = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 }
 
 /*
  * es_restore_user
- *		Return to the user saved by es_become_owner.
+ *		Return to the user and settings saved by es_become_owner.
  */
 void
 es_restore_user(const EsSavedUser *saved)
 {
+	AtEOXact_GUC(false, saved->guc_level);
 	SetUserIdAndSecContext(saved->userid, saved->sec_context);
 }
 
@@ -276,6 +285,8 @@ es_catalog(void)
 		c.projections = get_relname_relid("es_projection_defs", c.namespace);
 		c.dead_letters = get_relname_relid("es_dead_letters", c.namespace);
 		c.owner = relation_owner(c.events);
+		/* 1.2: definitions record their owner and search_path */
+		c.owners = get_attnum(c.aggregates, "owner") != InvalidAttrNumber;
 		cache = c;
 		cache_valid = true;
 	}

@@ -60,13 +60,15 @@ typedef struct EsCatalog
 	Oid			projections;	/* es_projection_defs (InvalidOid before 1.1) */
 	Oid			dead_letters;	/* es_dead_letters */
 	Oid			owner;			/* owner of es_events: the extension's owner */
+	bool		owners;			/* 1.2: definitions have owner, search_path */
 } EsCatalog;
 
-/* The user and security context to return to after internal SQL. */
+/* The user, security context and settings to return to after internal SQL. */
 typedef struct EsSavedUser
 {
 	Oid			userid;
 	int			sec_context;
+	int			guc_level;
 } EsSavedUser;
 
 extern const EsCatalog *es_catalog(void);
@@ -100,13 +102,35 @@ extern void es_check_execute(Oid fn);
 extern void es_callback_init(EsCallback *cb, Oid fn, MemoryContext mcxt);
 extern uint64 es_function_fingerprint(Oid fn);
 
+/* callback.c: the one way user code runs (as the owner, restricted) */
+typedef struct EsCallScope
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			guc_level;
+} EsCallScope;
+
+/* search_path of definitions made before 1.2 (PostgreSQL's default) */
+#define ES_LEGACY_SEARCH_PATH "\"$user\", public, pg_temp"
+
+extern char *es_capture_search_path(void);
+extern void es_scope_enter(EsCallScope *scope, Oid owner, const char *search_path);
+extern void es_scope_exit(EsCallScope *scope);
+extern Datum es_callback_invoke(FunctionCallInfo fcinfo);
+extern char *es_owner_name(Oid owner);
+extern void es_check_member(Oid owner, const char *what);
+extern void es_check_owner_can_run(Oid owner, Oid fn, const char *what,
+								   const char *part);
+extern Oid	es_function_owner(Oid fn);
+
 /* snapshot.c: snapshot storage and definition fingerprints */
 extern int	es_snapshots_to_keep;
-extern int64 es_fingerprint(int64 definition_id, Oid evolve);
+extern int64 es_fingerprint(int64 definition_id, Oid evolve, Oid owner,
+							const char *search_path);
 extern bool es_snapshot_find(text *stream_id, int64 fingerprint, int64 max_version,
 							 int64 *version, Jsonb **state);
 extern void es_snapshot_store(text *stream_id, int64 version, int64 fingerprint,
-							  Jsonb *state);
+							  Oid owner, Jsonb *state);
 
 /* upcast.c: the upcaster registry and the one upcasting step */
 typedef struct EsUpcaster EsUpcaster;
@@ -116,6 +140,7 @@ extern uint64 es_upcast_fingerprint(void);
 extern EsUpcaster *es_upcast_begin(void);
 extern void es_upcast_end(EsUpcaster *u);
 extern bool es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot);
+extern const char *es_upcast_type(EsUpcaster *u, const char *type, int32 schema);
 
 /* audit.c: audit metadata from settings, notifications */
 extern char *es_correlation_id;
@@ -143,6 +168,7 @@ extern void es_uuidv7(pg_uuid_t *uuid);
 
 /* aggregate.c: what snapshots of a stream must be made by */
 extern int64 es_stream_fingerprint(text *stream_id);
+extern int64 es_stream_aggregate(text *stream_id, Oid *owner);
 
 /* One event to append, after validation. */
 typedef struct EsEventInput
@@ -221,6 +247,7 @@ extern void es_log_scan_end(EsLogScan *s);
 #define Anum_es_projection_defs_defined_at		11
 #define Anum_es_projection_defs_updated_at		12
 #define Natts_es_projection_defs				12
+#define Anum_es_projection_defs_search_path		13	/* 1.2 */
 
 /* projection.c: one projection definition, ready to call */
 typedef struct EsProjection
@@ -229,6 +256,7 @@ typedef struct EsProjection
 	Oid			handler;
 	Oid			reset;			/* InvalidOid: none */
 	Oid			owner;			/* handlers run as this role */
+	char	   *search_path;	/* ... with this search_path */
 	bool		is_inline;
 	int			ntypes;			/* -1: every event type */
 	char	  **types;			/* sorted */

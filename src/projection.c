@@ -13,10 +13,11 @@
  * (pg_restore's COPY), so restoring a dump does not apply events twice.
  * Async projections are driven from a checkpoint by projection_run.c.
  *
- * Handlers run as the role that defined the projection (like a SECURITY
- * DEFINER function), whoever appends or drives the projection: read models
- * belong to the projection's owner, and their results do not depend on
- * who happened to append.  EXECUTE on the handler is checked for the owner
+ * Handlers (and reset) run as the role that defined the projection, with
+ * the search_path it was defined with, restricted (callback.c), whoever
+ * appends or drives the projection: read models belong to the projection's
+ * owner, and their results do not depend on who happened to append or on
+ * that session's settings.  EXECUTE on the handler is checked for the owner
  * when defined and again whenever a definition is loaded.
  *
  * The inline definitions are cached per backend and reloaded when the
@@ -141,6 +142,13 @@ es_projection_from_tuple(HeapTuple tup, TupleDesc desc, EsProjection *p,
 	p->reset = nulls[Anum_es_projection_defs_reset - 1] ? InvalidOid :
 		DatumGetObjectId(values[Anum_es_projection_defs_reset - 1]);
 	p->owner = DatumGetObjectId(values[Anum_es_projection_defs_owner - 1]);
+	/* a 1.1 schema has no search_path: what the update to 1.2 will record */
+	if (desc->natts >= Anum_es_projection_defs_search_path &&
+		!nulls[Anum_es_projection_defs_search_path - 1])
+		p->search_path = MemoryContextStrdup(mcxt,
+											 TextDatumGetCString(values[Anum_es_projection_defs_search_path - 1]));
+	else
+		p->search_path = MemoryContextStrdup(mcxt, ES_LEGACY_SEARCH_PATH);
 	p->position = DatumGetInt64(values[Anum_es_projection_defs_position - 1]);
 	p->failed = strcmp(TextDatumGetCString(values[Anum_es_projection_defs_status - 1]), "failed") == 0;
 	p->failed_position = nulls[Anum_es_projection_defs_failed_position - 1] ? 0 :
@@ -174,9 +182,12 @@ free_sql_plan(void *arg)
  * the function's own parameter resolution (named parameter or $1), runs the
  * same statement with the same snapshot rules (a VOLATILE function sees the
  * effects of earlier statements, others run read-only) and is replanned by
- * the plan cache when the tables it uses change.  Functions with SECURITY
- * DEFINER, SET clauses, a pre-parsed body (BEGIN ATOMIC) or more than one
- * statement keep going through the function manager.
+ * the plan cache when the tables it uses change.  It is parsed as the
+ * owner with the definition's search_path, as a call would be.  Functions
+ * with SECURITY DEFINER, SET clauses, a pre-parsed body (BEGIN ATOMIC), more
+ * than one statement, or a statement other than SELECT, INSERT, UPDATE,
+ * DELETE (COMMIT, COPY, utility statements) keep going through the function
+ * manager, which reports what a SQL function may not do.
  */
 static void
 prepare_sql_handler(EsProjection *p, MemoryContext mcxt)
@@ -189,6 +200,9 @@ prepare_sql_handler(EsProjection *p, MemoryContext mcxt)
 	SPIPlanPtr	plan;
 	MemoryContext old;
 	MemoryContextCallback *cb;
+	List	   *parsed;
+	Node	   *stmt;
+	EsCallScope scope;
 
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(p->handler));
 	if (!HeapTupleIsValid(tup))
@@ -202,7 +216,11 @@ prepare_sql_handler(EsProjection *p, MemoryContext mcxt)
 		return;
 	}
 	src = TextDatumGetCString(SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_prosrc, &isnull));
-	if (list_length(pg_parse_query(src)) != 1)
+	parsed = pg_parse_query(src);
+	stmt = list_length(parsed) == 1 ? linitial_node(RawStmt, parsed)->stmt : NULL;
+	if (stmt == NULL ||
+		!(IsA(stmt, SelectStmt) || IsA(stmt, InsertStmt) ||
+		  IsA(stmt, UpdateStmt) || IsA(stmt, DeleteStmt)))
 	{
 		ReleaseSysCache(tup);
 		return;
@@ -216,6 +234,7 @@ prepare_sql_handler(EsProjection *p, MemoryContext mcxt)
 	p->sql_readonly = proc->provolatile != PROVOLATILE_VOLATILE;
 	ReleaseSysCache(tup);
 
+	es_scope_enter(&scope, p->owner, p->search_path);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	plan = SPI_prepare_params(src, (ParserSetupHook) sql_fn_parser_setup, pinfo, 0);
@@ -224,6 +243,7 @@ prepare_sql_handler(EsProjection *p, MemoryContext mcxt)
 			 p->name, SPI_result_code_string(SPI_result));
 	SPI_keepplan(plan);
 	SPI_finish();
+	es_scope_exit(&scope);
 
 	cb = MemoryContextAlloc(mcxt, sizeof(MemoryContextCallback));
 	cb->func = free_sql_plan;
@@ -252,7 +272,8 @@ es_projection_prepare(EsProjection *p, MemoryContext mcxt)
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("the handler of projection \"%s\" no longer exists", p->name),
 				 errdetail("Its function (OID %u) was dropped.", p->handler),
-				 errhint("Drop the projection with es_drop_projection('%s') and define it again.", p->name)));
+				 errhint("Drop the projection with es_drop_projection(%s) and define it again.",
+						 quote_literal_cstr(p->name))));
 	if (es_proc_aclcheck(p->handler, p->owner, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -293,23 +314,25 @@ apply_error_context(void *arg)
 
 /*
  * es_projection_apply
- *		Call the projection's handler for the event in slot, as its owner.
+ *		Call the projection's handler for the event in slot, as its owner
+ *		(callback.c's call scope).
  *
  * The caller has upcast the event and checked its type.  An error in the
  * handler propagates, with a CONTEXT line naming the projection and event;
- * the user and security context are restored by the (sub)transaction abort.
+ * the user, security context and settings are restored by the
+ * (sub)transaction abort.
  */
 void
 es_projection_apply(const EsProjection *p, TupleTableSlot *slot, int64 position)
 {
-	Oid			save_userid;
-	int			save_sec_context;
+	EsCallScope scope;
 	ErrorContextCallback errcallback;
 	EsApplyContext ctx;
 
 	LOCAL_FCINFO(fcinfo, 1);
 
 	Assert(p->ready);
+	check_stack_depth();
 	ctx.p = p;
 	ctx.position = position;
 	errcallback.callback = apply_error_context;
@@ -317,35 +340,42 @@ es_projection_apply(const EsProjection *p, TupleTableSlot *slot, int64 position)
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(p->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-
+	es_scope_enter(&scope, p->owner, p->search_path);
 	if (p->sqlplan != NULL)
 	{
 		ParamListInfo params = makeParamList(1);
 		int			rc;
+		int			level;
 
 		params->params[0].value = ExecFetchSlotHeapTupleDatum(slot);
 		params->params[0].isnull = false;
 		params->params[0].pflags = PARAM_FLAG_CONST;
 		params->params[0].ptype = p->event_type;
+		/* like es_callback_invoke: what the statement sets does not stay */
+		level = NewGUCNestLevel();
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		rc = SPI_execute_plan_with_paramlist(p->sqlplan, params, p->sql_readonly, 0);
 		if (rc < 0)
-			elog(ERROR, "running the handler of projection \"%s\" failed: %s",
-				 p->name, SPI_result_code_string(rc));
+			ereport(ERROR,
+					(errcode(rc == SPI_ERROR_TRANSACTION || rc == SPI_ERROR_COPY ?
+							 ERRCODE_FEATURE_NOT_SUPPORTED : ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+					 errmsg("the handler of projection \"%s\" cannot run its statement: %s",
+							p->name, SPI_result_code_string(rc)),
+					 errhint("A handler runs inside the appending or running transaction: "
+							 "it cannot commit, roll back, use savepoints or COPY to the client.")));
 		SPI_finish();
+		AtEOXact_GUC(false, level);
 	}
 	else
 	{
 		InitFunctionCallInfoData(*fcinfo, (FmgrInfo *) &p->cb.flinfo, 1, InvalidOid, NULL, NULL);
 		fcinfo->args[0].value = ExecFetchSlotHeapTupleDatum(slot);
 		fcinfo->args[0].isnull = false;
-		(void) FunctionCallInvoke(fcinfo);
+		(void) es_callback_invoke(fcinfo);
 	}
+	es_scope_exit(&scope);
 
-	SetUserIdAndSecContext(save_userid, save_sec_context);
 	error_context_stack = errcallback.previous;
 }
 
@@ -356,8 +386,7 @@ es_projection_apply(const EsProjection *p, TupleTableSlot *slot, int64 position)
 void
 es_projection_call_reset(const EsProjection *p)
 {
-	Oid			save_userid;
-	int			save_sec_context;
+	EsCallScope scope;
 	FmgrInfo	flinfo;
 
 	LOCAL_FCINFO(fcinfo, 0);
@@ -369,14 +398,15 @@ es_projection_call_reset(const EsProjection *p)
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("the reset function of projection \"%s\" no longer exists", p->name),
 				 errdetail("Its function (OID %u) was dropped.", p->reset),
-				 errhint("Drop the projection with es_drop_projection('%s') and define it again.", p->name)));
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(p->owner, save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	es_check_execute(p->reset);
+				 errhint("Drop the projection with es_drop_projection(%s) and define it again.",
+						 quote_literal_cstr(p->name))));
+	es_check_owner_can_run(p->owner, p->reset,
+						   psprintf("projection \"%s\"", p->name), "reset");
 	fmgr_info(p->reset, &flinfo);
 	InitFunctionCallInfoData(*fcinfo, &flinfo, 0, InvalidOid, NULL, NULL);
-	(void) FunctionCallInvoke(fcinfo);	/* returns void: result ignored */
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	es_scope_enter(&scope, p->owner, p->search_path);
+	(void) es_callback_invoke(fcinfo);	/* returns void: result ignored */
+	es_scope_exit(&scope);
 }
 
 /*
@@ -693,9 +723,10 @@ es_define_projection(PG_FUNCTION_ARGS)
 	Oid			handler;
 	Oid			handler_args[1];
 	char	   *mode;
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	Oid			types[6] = {TEXTOID, REGPROCEDUREOID, TEXTARRAYOID, TEXTOID, REGPROCEDUREOID, REGROLEOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[7] = {TEXTOID, REGPROCEDUREOID, TEXTARRAYOID, TEXTOID, REGPROCEDUREOID, REGROLEOID,
+	TEXTOID};
 
 	name = es_projection_name_arg(fcinfo, 0);
 	es_check_not_null(fcinfo, 1, "handler");
@@ -711,6 +742,11 @@ es_define_projection(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("es_define_projection()");
 
 	cat = es_projections_available();
+	if (!cat->owners)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the installed version of extension \"event_sourcing\" records no search_path for projections"),
+				 errhint("Run ALTER EXTENSION event_sourcing UPDATE.")));
 	handler = PG_GETARG_OID(1);
 	handler_args[0] = get_rel_type_id(cat->events);
 	es_check_callback(handler, "handler", 1, handler_args, VOIDOID);
@@ -727,15 +763,16 @@ es_define_projection(PG_FUNCTION_ARGS)
 	if (PG_ARGISNULL(4))
 		nulls[4] = 'n';
 	values[5] = ObjectIdGetDatum(GetUserId());
+	values[6] = CStringGetTextDatum(es_capture_search_path());
 
-	if (es_execute_as_owner(psprintf("INSERT INTO %s (name, handler, event_types, mode, reset, owner) "
-									   "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
+	if (es_execute_as_owner(psprintf("INSERT INTO %s (name, handler, event_types, mode, reset, owner, search_path) "
+									   "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
 									   es_qualified_name("es_projection_defs")),
-							  6, types, values, nulls, SPI_OK_INSERT) == 0)
+							  7, types, values, nulls, SPI_OK_INSERT) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("projection \"%s\" already exists", name),
-				 errhint("Drop it first with es_drop_projection('%s').", name)));
+				 errhint("Drop it first with es_drop_projection(%s).", quote_literal_cstr(name))));
 
 	/* every backend (this one at the next command) reloads its definitions */
 	CacheInvalidateRelcacheByRelid(cat->projections);
@@ -764,6 +801,10 @@ es_drop_projection(PG_FUNCTION_ARGS)
 	name = es_projection_name_arg(fcinfo, 0);
 	PreventCommandIfReadOnly("es_drop_projection()");
 	cat = es_projections_available();
+	/* the owner is checked before the row is locked, and again after */
+	if (es_projection_read(name, ES_LOCK_NONE, &p) != ES_FOUND)
+		es_projection_not_found(name);
+	es_projection_check_owner(name, p.owner);
 	if (es_projection_read(name, ES_LOCK_WAIT, &p) != ES_FOUND)
 		es_projection_not_found(name);
 	es_projection_check_owner(name, p.owner);

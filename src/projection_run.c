@@ -15,13 +15,30 @@
  * at the same time applies nothing and returns at once, and once the first
  * commits the next run reads its checkpoint from the locked (latest) row.
  *
- * A run applies events inside one subtransaction.  When a handler fails,
- * the subtransaction is rolled back; if events before the failing one had
+ * A run applies events inside one subtransaction.  When a handler fails
+ * (or the upcasting of an event the projection would receive), the
+ * subtransaction is rolled back; if events before the failing one had
  * been applied, they are applied again, stopping before it, so the run keeps
  * them.  The projection is then marked failed at that event, with the error,
  * and stops there; the next run retries the event, and es_projection_skip
  * moves it to es_dead_letters.  One subtransaction per run rather than per
  * event keeps a run to at most two subtransaction ids, whatever its length.
+ *
+ * Failures are isolated per projection: each run is wrapped in a further
+ * subtransaction, so that any other error (a dropped handler, its owner
+ * gone, an error outside any event) marks only that projection failed, and
+ * the others go on.  Only cancellation (query cancel, statement_timeout,
+ * termination: SQLSTATE class 57, and FATAL) is raised; every other
+ * SQLSTATE, 40001, 40P01 and 55P03 included, is recorded as the failure of
+ * the projection, retried by the next run (by the worker after
+ * worker_retry_interval).  Every subtransaction is rolled back and released
+ * before an error leaves this file.
+ *
+ * Callbacks run as the projection's owner (projection.c, callback.c);
+ * running, skipping and rebuilding a projection by name needs membership in
+ * that owner, checked before any lock is taken.  es_projection_run(NULL)
+ * runs the async projections whose owner the caller is a member of (the
+ * worker, a superuser, runs all).
  *
  * es_projection_rebuild calls reset() and replays every matching event from
  * the start.  For an inline projection it first locks es_events in SHARE
@@ -83,12 +100,14 @@ write_checkpoint(const char *name, const EsRunResult *r)
 	values[1] = Int64GetDatum(r->checkpoint);
 	values[2] = CStringGetTextDatum(r->failed ? "failed" : "running");
 	if (r->failed)
-	{
 		values[3] = CStringGetTextDatum(r->error);
-		values[4] = Int64GetDatum(r->failed_position);
-	}
 	else
-		nulls[3] = nulls[4] = 'n';
+		nulls[3] = 'n';
+	/* a failure outside any event (a dropped handler) has no position */
+	if (r->failed && r->failed_position > 0)
+		values[4] = Int64GetDatum(r->failed_position);
+	else
+		nulls[4] = 'n';
 
 	(void) es_execute_as_owner(psprintf("UPDATE %s SET position = $2, status = $3, last_error = $4, "
 										  "failed_position = $5, updated_at = pg_catalog.now() "
@@ -99,18 +118,30 @@ write_checkpoint(const char *name, const EsRunResult *r)
 
 /*
  * is_cancel
- *		Errors that mean "stop", not "this event is poison": they are thrown
- *		on rather than recorded against the event.
+ *		Errors that mean "stop", not "this projection failed": cancellation
+ *		(query cancel and statement_timeout, 57014; operator intervention,
+ *		the rest of class 57) and anything worse than ERROR.  They are
+ *		thrown on, after the subtransactions are rolled back; every other
+ *		error is recorded against the projection.
  */
 static bool
 is_cancel(ErrorData *edata)
 {
 	return edata->elevel > ERROR ||
-		edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-		edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
-		edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
-		edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
-		edata->sqlerrcode == ERRCODE_OUT_OF_MEMORY;
+		ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION;
+}
+
+/*
+ * rollback_subtransaction
+ *		Roll back and release the subtransaction begun in 'caller' memory
+ *		context under resource owner 'owner', and return to both.
+ */
+static void
+rollback_subtransaction(MemoryContext caller, ResourceOwner owner)
+{
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(caller);
+	CurrentResourceOwner = owner;
 }
 
 /* Where a replay of the log into a projection stands (replay_events). */
@@ -119,7 +150,8 @@ typedef struct EsReplay
 	int64		applied;		/* handler calls that returned */
 	int64		upto;			/* position of the last event dealt with */
 	int64		current;		/* position of the event being dealt with */
-	bool		in_handler;		/* an error now comes from the handler */
+	bool		in_event;		/* an error now comes from upcasting the
+								 * event or from the handler */
 	bool		complete;		/* every event up to the safe end was read */
 } EsReplay;
 
@@ -129,6 +161,11 @@ typedef struct EsReplay
  *		matching ones), at most max_events of them (< 0: no limit) and none
  *		at or past stop_at (> 0).  Read to the end, the position moves on to
  *		the safe end of the log, past any rolled-back positions.
+ *
+ * Events are filtered by the type they will have once upcast (found from
+ * the registry alone), and only the projection's own events are upcast: an
+ * upcaster that fails on an event the projection does not receive does not
+ * concern it.
  *
  * Progress is kept in *r as it goes, for a caller that catches an error.
  */
@@ -140,18 +177,23 @@ replay_events(EsProjection *p, int64 after, int64 max_events, int64 stop_at,
 	EsLogScan  *scan;
 	TupleTableSlot *slot;
 	bool		complete = false;
+	EsUpcaster *upcaster;
 
 	r->applied = 0;
 	r->upto = after;
 	r->current = 0;
-	r->in_handler = false;
+	r->in_event = false;
 	eval_cxt = AllocSetContextCreate(CurrentMemoryContext, "event_sourcing projection event",
 									 ALLOCSET_DEFAULT_SIZES);
 	scan = es_log_scan_begin(NULL, after);
+	/* the scan hands out stored events; this loop upcasts the matching ones */
+	upcaster = scan->upcaster;
+	scan->upcaster = NULL;
 	while (max_events < 0 || r->applied < max_events)
 	{
 		bool		isnull;
 		char	   *type;
+		int32		schema;
 		MemoryContext old;
 
 		CHECK_FOR_INTERRUPTS();
@@ -170,11 +212,13 @@ replay_events(EsProjection *p, int64 after, int64 max_events, int64 stop_at,
 			break;
 		}
 		type = TextDatumGetCString(slot_getattr(slot, Anum_es_events_event_type, &isnull));
-		if (es_projection_matches(p, type))
+		schema = DatumGetInt32(slot_getattr(slot, Anum_es_events_schema_version, &isnull));
+		if (es_projection_matches(p, es_upcast_type(upcaster, type, schema)))
 		{
-			r->in_handler = true;
+			r->in_event = true;
+			es_upcast_slot(upcaster, slot);
 			es_projection_apply(p, slot, r->current);
-			r->in_handler = false;
+			r->in_event = false;
 			r->applied++;
 		}
 		r->upto = r->current;
@@ -185,6 +229,7 @@ replay_events(EsProjection *p, int64 after, int64 max_events, int64 stop_at,
 	if (complete && scan->high > r->upto)
 		r->upto = scan->high;
 	es_log_scan_end(scan);
+	es_upcast_end(upcaster);
 	MemoryContextDelete(eval_cxt);
 }
 
@@ -193,9 +238,10 @@ replay_events(EsProjection *p, int64 after, int64 max_events, int64 stop_at,
  *		Apply the events after p->position to an async projection (at most
  *		max_events, none at or past stop_at when stop_at > 0) in a
  *		subtransaction.  Returns false, with the error in *error and the
- *		event in *failed_at, when a handler failed: the subtransaction was
- *		rolled back and nothing it did stays.  *last is the position of the
- *		last event dealt with.
+ *		event in *failed_at, when an event failed (its handler or its
+ *		upcasting): the subtransaction was rolled back and nothing it did
+ *		stays.  *last is the position of the last event dealt with.  Any
+ *		other error is thrown on, the subtransaction rolled back first.
  */
 static bool
 apply_events(EsProjection *p, int32 max_events, int64 stop_at,
@@ -221,12 +267,11 @@ apply_events(EsProjection *p, int32 max_events, int64 stop_at,
 
 		MemoryContextSwitchTo(caller);
 		edata = CopyErrorData();
-		if (!r.in_handler || is_cancel(edata))
-			PG_RE_THROW();
 		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller);
-		CurrentResourceOwner = owner;
+		/* never leave the subtransaction behind: it is the caller's state */
+		rollback_subtransaction(caller, owner);
+		if (!r.in_event || is_cancel(edata))
+			ReThrowError(edata);
 		*error = edata;
 		*failed_at = r.current;
 		ok = false;
@@ -297,19 +342,86 @@ run_one(EsProjection *p, int32 max_events, EsRunResult *r)
 }
 
 /*
- * run_named
- *		Run one async projection by name; returns the events applied (0 when
- *		another run holds it).
+ * run_guarded
+ *		run_one in a subtransaction of its own: an error that is not a
+ *		cancellation (a handler or reset that no longer exists, an owner
+ *		dropped or without EXECUTE, anything outside an event) marks only
+ *		this projection failed, with a WARNING, and returns 0.
  */
 static int64
-run_named(const char *name, int32 max_events)
+run_guarded(EsProjection *p, int32 max_events)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	EsRunResult r;
+	volatile int64 applied = 0;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller);
+	PG_TRY();
+	{
+		run_one(p, max_events, &r);
+		applied = r.applied;
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		rollback_subtransaction(caller, owner);
+		if (is_cancel(edata))
+			ReThrowError(edata);
+
+		memset(&r, 0, sizeof(r));
+		r.checkpoint = p->position;
+		r.failed = true;
+		r.failed_position = 0;
+		r.error = edata->message ? edata->message : "unknown error";
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("projection \"%s\" failed: %s", p->name, r.error),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+				 edata->hint ? errhint("%s", edata->hint) : 0));
+		write_checkpoint(p->name, &r);
+		applied = 0;
+	}
+	PG_END_TRY();
+	return applied;
+}
+
+/*
+ * run_named
+ *		Run one async projection by name; returns the events applied (0 when
+ *		another run holds it).  With only_own, a projection whose owner the
+ *		caller is not a member of is passed over (returns 0); otherwise that
+ *		is an error.  Either way the owner is checked before the row is
+ *		locked.
+ */
+static int64
+run_named(const char *name, int32 max_events, bool only_own)
 {
 	EsProjection p;
-	EsRunResult r;
+
+	if (es_projection_read(name, ES_LOCK_NONE, &p) != ES_FOUND)
+	{
+		if (only_own)
+			return 0;			/* dropped meanwhile */
+		es_projection_not_found(name);
+	}
+	if (only_own && !has_privs_of_role(GetUserId(), p.owner))
+		return 0;
+	es_projection_check_owner(name, p.owner);
 
 	switch (es_projection_read(name, ES_LOCK_SKIP, &p))
 	{
 		case ES_MISSING:
+			if (only_own)
+				return 0;
 			es_projection_not_found(name);
 			break;
 		case ES_LOCKED:
@@ -317,14 +429,21 @@ run_named(const char *name, int32 max_events)
 		case ES_FOUND:
 			break;
 	}
+	if (only_own && !has_privs_of_role(GetUserId(), p.owner))
+		return 0;
+	es_projection_check_owner(name, p.owner);
 	if (p.is_inline)
+	{
+		if (only_own)
+			return 0;
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("projection \"%s\" is not an async projection", name),
 				 errdetail("Inline projections are applied by es_append in the appending transaction."),
-				 errhint("Use es_projection_rebuild('%s') to replay the history.", name)));
-	run_one(&p, max_events, &r);
-	return r.applied;
+				 errhint("Use es_projection_rebuild(%s) to replay the history.",
+						 quote_literal_cstr(name))));
+	}
+	return run_guarded(&p, max_events);
 }
 
 /*
@@ -336,6 +455,7 @@ run_named(const char *name, int32 max_events)
  *		set to the milliseconds until the next failed projection is due for
  *		a retry (-1: none is waiting), so the worker can wake up for it;
  *		*has_async (when not NULL) says whether any async projection exists.
+ *		Only projections whose owner the caller is a member of are run.
  */
 int64
 es_projection_run_all(int32 max_events, int retry_failed_ms, long *retry_due_ms,
@@ -403,7 +523,7 @@ es_projection_run_all(int32 max_events, int retry_failed_ms, long *retry_due_ms,
 		}
 		else if (d->position >= head)
 			continue;
-		total += run_named(d->name, max_events);
+		total += run_named(d->name, max_events, true);
 	}
 	return total;
 }
@@ -450,7 +570,7 @@ es_projection_run(PG_FUNCTION_ARGS)
 		PG_RETURN_INT64(0);
 	if (PG_ARGISNULL(0))
 		PG_RETURN_INT64(es_projection_run_all(max_events, -1, NULL, NULL));
-	PG_RETURN_INT64(run_named(es_projection_name_arg(fcinfo, 0), max_events));
+	PG_RETURN_INT64(run_named(es_projection_name_arg(fcinfo, 0), max_events, false));
 }
 
 PG_FUNCTION_INFO_V1(es_projection_rebuild);
@@ -484,6 +604,8 @@ es_projection_rebuild(PG_FUNCTION_ARGS)
 	 */
 	if (es_projection_read(name, ES_LOCK_NONE, &p) != ES_FOUND)
 		es_projection_not_found(name);
+	/* before any lock: a non-owner must not queue every appender */
+	es_projection_check_owner(name, p.owner);
 	if (p.is_inline)
 		LockRelationOid(cat->events, ShareRowExclusiveLock);
 	if (es_projection_read(name, ES_LOCK_WAIT, &p) != ES_FOUND)
@@ -559,6 +681,10 @@ es_projection_skip(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("es_projection_skip()");
 	cat = es_projections_available();
+	/* the owner is checked before the row is locked, and again after */
+	if (es_projection_read(name, ES_LOCK_NONE, &p) != ES_FOUND)
+		es_projection_not_found(name);
+	es_projection_check_owner(name, p.owner);
 	if (es_projection_read(name, ES_LOCK_WAIT, &p) != ES_FOUND)
 		es_projection_not_found(name);
 	es_projection_check_owner(name, p.owner);
@@ -573,6 +699,12 @@ es_projection_skip(PG_FUNCTION_ARGS)
 				 errmsg("projection \"%s\" has not failed", name),
 				 errdetail("It is at global position " INT64_FORMAT ".", p.position),
 				 errhint("es_projection_skip skips the event a failed projection stopped at.")));
+	if (p.failed_position <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("projection \"%s\" did not fail at an event", name),
+				 errdetail("It failed before reaching one: %s", p.last_error ? p.last_error : "unknown error"),
+				 errhint("Fix the cause (for example define the handler again); the next run retries.")));
 
 	types[0] = TEXTOID;
 	values[0] = CStringGetTextDatum(name);

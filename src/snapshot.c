@@ -5,7 +5,8 @@
  *
  * A snapshot is a stream's folded state at one version.  Each one records the
  * fingerprint of the aggregate definition that produced it: a hash of the
- * definition's id (new on every es_define_aggregate), of the evolve
+ * definition's id (new on every es_define_aggregate), its owner and
+ * search_path (evolve runs as that role with that path), of the evolve
  * function's source, language and settings, and of the upcaster registry.  A fold only starts from a
  * snapshot whose fingerprint matches the definition as it is now, so
  * redefining the aggregate or replacing its evolve function (CREATE OR
@@ -13,6 +14,12 @@
  * Snapshots saved for a category that has no aggregate carry fingerprint 0.
  * (The fingerprint a stream's snapshots need now comes from aggregate.c's
  * cached definition: es_stream_fingerprint.)
+ *
+ * Snapshots have an owner: the aggregate's owner for those a fold stores,
+ * the saving role for those es_snapshot_save stores for a category without
+ * aggregate.  Saving one by hand needs membership in the aggregate's owner,
+ * or in the owner of the snapshot it would replace: nobody else's state can
+ * be planted where a fold or another application would start from it.
  *
  * Several snapshots per stream may exist (a fold to an older version starts
  * from an older snapshot).  event_sourcing.snapshots_to_keep bounds them.
@@ -57,17 +64,24 @@ static uint64 plans_generation = 0;
 #define Anum_es_snapshots_fingerprint	3
 #define Anum_es_snapshots_state			4
 
+/* the kept store plan was made for a schema with (true) or without owners */
+static bool store_plan_owners = false;
+
 /*
  * es_fingerprint
- *		The fingerprint of a definition: its id, its evolve function, and the
- *		upcasters (a fold sees events as they upcast).
+ *		The fingerprint of a definition: its id, owner and search_path, its
+ *		evolve function, and the upcasters (a fold sees events as they
+ *		upcast).
  */
 int64
-es_fingerprint(int64 definition_id, Oid evolve)
+es_fingerprint(int64 definition_id, Oid evolve, Oid owner, const char *search_path)
 {
 	uint64		h = es_function_fingerprint(evolve);
 
 	h = hash_combine64(h, (uint64) definition_id);
+	h = hash_combine64(h, (uint64) owner);
+	h = hash_combine64(h, hash_bytes_extended((const unsigned char *) search_path,
+											  strlen(search_path), 0));
 	h = hash_combine64(h, es_upcast_fingerprint());
 	/* 0 means "no aggregate"; never produce it for a real definition */
 	return h == 0 ? 1 : (int64) h;
@@ -130,10 +144,12 @@ prepare_plans(void)
 {
 	char	   *rel;
 	char	   *sql;
-	Oid			store_types[4] = {TEXTOID, INT8OID, INT8OID, JSONBOID};
+	Oid			store_types[6] = {TEXTOID, INT8OID, INT8OID, JSONBOID, OIDOID, OIDOID};
+	bool		owners = es_catalog()->owners;
 	Oid			prune_types[3] = {TEXTOID, INT4OID, INT8OID};
 
-	if (store_plan != NULL && plans_generation == es_catalog_generation())
+	if (store_plan != NULL && plans_generation == es_catalog_generation() &&
+		store_plan_owners == es_catalog()->owners)
 		return;
 	if (store_plan != NULL)
 	{
@@ -143,12 +159,27 @@ prepare_plans(void)
 	}
 
 	rel = es_qualified_name("es_snapshots");
-	sql = psprintf("INSERT INTO %s AS s (stream_id, version, fingerprint, state) "
-				   "VALUES ($1, $2, $3, $4) "
-				   "ON CONFLICT (stream_id, fingerprint, version) "
-				   "DO UPDATE SET state = EXCLUDED.state, created_at = EXCLUDED.created_at",
-				   rel);
-	store_plan = SPI_prepare(sql, 4, store_types);
+	/*
+	 * $5: the owner to record; $6: the role storing it, who must have the
+	 * privileges of the owner of a snapshot it replaces (one saved before
+	 * 1.2 has none).
+	 */
+	if (owners)
+		sql = psprintf("INSERT INTO %s AS s (stream_id, version, fingerprint, state, owner) "
+					   "VALUES ($1, $2, $3, $4, $5::pg_catalog.regrole) "
+					   "ON CONFLICT (stream_id, fingerprint, version) "
+					   "DO UPDATE SET state = EXCLUDED.state, created_at = EXCLUDED.created_at, "
+					   "owner = EXCLUDED.owner "
+					   "WHERE s.owner IS NULL "
+					   "   OR pg_catalog.pg_has_role($6, s.owner::pg_catalog.oid, 'USAGE')",
+					   rel);
+	else
+		sql = psprintf("INSERT INTO %s AS s (stream_id, version, fingerprint, state) "
+					   "VALUES ($1, $2, $3, $4) "
+					   "ON CONFLICT (stream_id, fingerprint, version) "
+					   "DO UPDATE SET state = EXCLUDED.state, created_at = EXCLUDED.created_at",
+					   rel);
+	store_plan = SPI_prepare(sql, 6, store_types);
 	if (store_plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
 	SPI_keepplan(store_plan);
@@ -168,21 +199,25 @@ prepare_plans(void)
 	SPI_keepplan(prune_plan);
 
 	plans_generation = es_catalog_generation();
+	store_plan_owners = owners;
 }
 
 /*
  * es_snapshot_store
- *		Store (or replace) a snapshot; then, when
+ *		Store (or replace) a snapshot owned by 'owner'; then, when
  *		event_sourcing.snapshots_to_keep is set, drop the stream's snapshots
  *		of other fingerprints (no current fold can use them) and all but the
- *		newest N of this one.
+ *		newest N of this one.  A snapshot owned by a role whose privileges
+ *		the current user lacks is not replaced (42501).
  */
 void
-es_snapshot_store(text *stream_id, int64 version, int64 fingerprint, Jsonb *state)
+es_snapshot_store(text *stream_id, int64 version, int64 fingerprint, Oid owner,
+				  Jsonb *state)
 {
-	Datum		values[4];
+	Datum		values[6];
 	int			rc;
 	EsSavedUser saved_user;
+	Oid			actor = GetUserId();
 
 	es_become_owner(&saved_user);
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -193,9 +228,18 @@ es_snapshot_store(text *stream_id, int64 version, int64 fingerprint, Jsonb *stat
 	values[1] = Int64GetDatum(version);
 	values[2] = Int64GetDatum(fingerprint);
 	values[3] = JsonbPGetDatum(state);
+	values[4] = ObjectIdGetDatum(owner);
+	values[5] = ObjectIdGetDatum(actor);
 	rc = SPI_execute_plan(store_plan, values, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "storing a snapshot failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to replace the snapshot of stream \"%s\" at version " INT64_FORMAT,
+						text_to_cstring(stream_id), version),
+				 errdetail("That snapshot belongs to another role."),
+				 errhint("Only members of the role that saved a snapshot may replace it.")));
 
 	if (es_snapshots_to_keep > 0)
 	{
@@ -233,7 +277,9 @@ PG_FUNCTION_INFO_V1(es_snapshot_save);
  *
  * Stores a snapshot taken by the application.  The version must exist in the
  * stream.  It is tagged with the fingerprint of the category's current
- * aggregate definition, so es_aggregate may start from it.
+ * aggregate definition, so es_aggregate may start from it: that needs
+ * membership in the aggregate's owner (whose snapshot it then is).  For a
+ * category without aggregate the caller becomes the snapshot's owner.
  */
 Datum
 es_snapshot_save(PG_FUNCTION_ARGS)
@@ -241,6 +287,8 @@ es_snapshot_save(PG_FUNCTION_ARGS)
 	text	   *stream_id;
 	int64		version;
 	int64		current;
+	int64		fingerprint;
+	Oid			owner;
 
 	es_check_not_null(fcinfo, 0, "stream_id");
 	es_check_not_null(fcinfo, 1, "version");
@@ -250,6 +298,13 @@ es_snapshot_save(PG_FUNCTION_ARGS)
 	version = PG_GETARG_INT64(1);
 
 	PreventCommandIfReadOnly("es_snapshot_save()");
+	fingerprint = es_stream_aggregate(stream_id, &owner);
+	if (fingerprint != 0)
+		es_check_member(owner, psprintf("aggregate of category \"%.*s\"",
+										es_category_len(stream_id),
+										VARDATA_ANY(stream_id)));
+	else
+		owner = GetUserId();
 	current = es_stream_head(stream_id, NULL);
 	if (version < 1 || version > current)
 		ereport(ERROR,
@@ -261,8 +316,7 @@ es_snapshot_save(PG_FUNCTION_ARGS)
 				 errdetail("The stream's versions are 1 to " INT64_FORMAT ".", current),
 				 errhint("A snapshot is the state after a version the stream has.")));
 
-	es_snapshot_store(stream_id, version, es_stream_fingerprint(stream_id),
-					  PG_GETARG_JSONB_P(2));
+	es_snapshot_store(stream_id, version, fingerprint, owner, PG_GETARG_JSONB_P(2));
 	PG_RETURN_VOID();
 }
 

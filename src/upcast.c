@@ -11,12 +11,18 @@
  * Stored rows never change: es_load, es_read_all, es_read_category, the fold
  * of es_aggregate (and projections) upcast as they read.
  *
+ * Each step runs as the role that registered it, restricted, with the
+ * search_path it was registered with (callback.c): an upcaster never runs
+ * as the reader, nor as the background worker.  A type's chain belongs to
+ * the owner of its first step: only members of that role may extend it.
+ *
  * The registry is small and read whole into a per-backend cache, rebuilt
  * when the catalog generation moves (es_define_upcaster invalidates it in
  * every backend).  When no upcaster exists at all, reads and appends pay one
  * flag test.  A read pins the cache for its duration: a rebuild requested
- * from inside an upcaster (or a nested read) leaves the pinned copy alive
- * until the transaction ends.
+ * from inside an upcaster (or a nested read) leaves the pinned copy, struct
+ * and all (everything lives in its own memory context), alive until the
+ * transaction ends.
  *
  *-------------------------------------------------------------------------
  */
@@ -50,6 +56,9 @@
 #define Anum_es_upcasters_from_schema	2
 #define Anum_es_upcasters_upcast		3
 #define Anum_es_upcasters_to_type		4
+#define Anum_es_upcasters_defined_at	5
+#define Anum_es_upcasters_owner			6	/* 1.2 */
+#define Anum_es_upcasters_search_path	7	/* 1.2 */
 
 /* a chain longer than this is a cycle of renames */
 #define ES_MAX_UPCAST_STEPS 1000
@@ -60,7 +69,9 @@ typedef struct EsUpcastStep
 	Oid			fn;
 	FmgrInfo	flinfo;
 	char	   *to_type;		/* NULL: keeps the type */
-	Oid			checked_user;	/* EXECUTE was checked for this user */
+	Oid			owner;			/* runs as this role */
+	char	   *search_path;	/* ... with this search_path */
+	bool		checked;		/* the owner's EXECUTE was checked */
 	bool		missing;		/* the function was dropped */
 } EsUpcastStep;
 
@@ -98,6 +109,7 @@ load_cache(void)
 {
 	const EsCatalog *cat = es_catalog();
 	EsUpcastCache *c;
+	MemoryContext cxt;
 	MemoryContext old;
 	Relation	rel;
 	Relation	index;
@@ -106,9 +118,11 @@ load_cache(void)
 	HASHCTL		ctl;
 	uint64		generation = es_catalog_generation();
 
-	c = MemoryContextAllocZero(CacheMemoryContext, sizeof(EsUpcastCache));
-	c->cxt = AllocSetContextCreate(CacheMemoryContext, "event_sourcing upcasters",
-								   ALLOCSET_SMALL_SIZES);
+	cxt = AllocSetContextCreate(CacheMemoryContext, "event_sourcing upcasters",
+								ALLOCSET_SMALL_SIZES);
+	/* the struct too: a stale cache is freed whole, by deleting cxt */
+	c = MemoryContextAllocZero(cxt, sizeof(EsUpcastCache));
+	c->cxt = cxt;
 	c->generation = generation;
 	c->last_len = -1;
 
@@ -167,8 +181,22 @@ load_cache(void)
 		d = heap_getattr(tup, Anum_es_upcasters_to_type, desc, &isnull);
 		old = MemoryContextSwitchTo(c->cxt);
 		step->to_type = isnull ? NULL : TextDatumGetCString(d);
+		if (cat->owners)
+		{
+			step->owner = DatumGetObjectId(heap_getattr(tup, Anum_es_upcasters_owner, desc, &isnull));
+			step->search_path = TextDatumGetCString(heap_getattr(tup, Anum_es_upcasters_search_path,
+																 desc, &isnull));
+		}
+		else
+		{
+			/* a 1.1 schema: what the update to 1.2 will record */
+			step->owner = step->missing ? InvalidOid : es_function_owner(step->fn);
+			if (!OidIsValid(step->owner))
+				step->owner = cat->owner;
+			step->search_path = pstrdup(ES_LEGACY_SEARCH_PATH);
+		}
 		MemoryContextSwitchTo(old);
-		step->checked_user = InvalidOid;
+		step->checked = false;
 
 		/* what every fold depends on: the steps and what their functions do */
 		c->fingerprint = hash_combine64(c->fingerprint,
@@ -179,6 +207,11 @@ load_cache(void)
 			c->fingerprint = hash_combine64(c->fingerprint,
 											hash_bytes_extended((const unsigned char *) step->to_type,
 																strlen(step->to_type), 0));
+		/* who it runs as, and how it resolves names, decide what it does */
+		c->fingerprint = hash_combine64(c->fingerprint, (uint64) step->owner);
+		c->fingerprint = hash_combine64(c->fingerprint,
+										hash_bytes_extended((const unsigned char *) step->search_path,
+															strlen(step->search_path), 0));
 	}
 	systable_endscan_ordered(scan);
 	index_close(index, AccessShareLock);
@@ -198,11 +231,11 @@ current_cache(void)
 		return cache;
 	if (cache != NULL)
 	{
+		/* a pinned cache is in use further up the stack: free it at commit */
 		if (cache->pins > 0)
 			MemoryContextSetParent(cache->cxt, TopTransactionContext);
 		else
 			MemoryContextDelete(cache->cxt);
-		pfree(cache);
 		cache = NULL;
 	}
 	cache = load_cache();
@@ -318,6 +351,7 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
 	bool	   *nulls;
 	TupleDesc	desc = slot->tts_tupleDescriptor;
 	HeapTuple	tuple;
+	EsCallScope scope;
 
 	LOCAL_FCINFO(fcinfo, 1);
 
@@ -334,6 +368,10 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
 		return false;
 
 	data = slot_getattr(slot, Anum_es_events_data, &isnull);
+	/*
+	 * A nested read inside an upcaster may replace the registry; this one
+	 * stays pinned (and alive) until we return.
+	 */
 	while (chain != NULL && schema >= 1 && schema <= chain->nsteps)
 	{
 		EsUpcastStep *step = &chain->steps[schema - 1];
@@ -353,20 +391,25 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
 					 errdetail("Its function (OID %u) was dropped.", step->fn),
 					 errhint("Create the function again and, as the extension's owner, point the "
 							 "es_upcasters row at it: UPDATE es_upcasters SET upcast = 'name(jsonb)' "
-							 "WHERE event_type = '%s' AND from_schema = %d.",
-							 chain->event_type, schema)));
+							 "WHERE event_type = %s AND from_schema = %d.",
+							 quote_literal_cstr(chain->event_type), schema)));
 
-		/* EXECUTE is checked once per user, when the step is first used */
-		if (step->checked_user != GetUserId())
+		/* the owner's EXECUTE is checked once per cache, when first used */
+		if (!step->checked)
 		{
-			es_check_execute(step->fn);
-			step->checked_user = GetUserId();
+			es_check_owner_can_run(step->owner, step->fn,
+								   psprintf("the upcaster of event type \"%s\" from schema %d",
+											chain->event_type, schema),
+								   "upcast");
+			step->checked = true;
 		}
 
 		InitFunctionCallInfoData(*fcinfo, &step->flinfo, 1, InvalidOid, NULL, NULL);
 		fcinfo->args[0].value = data;
 		fcinfo->args[0].isnull = false;
-		data = FunctionCallInvoke(fcinfo);
+		es_scope_enter(&scope, step->owner, step->search_path);
+		data = es_callback_invoke(fcinfo);
+		es_scope_exit(&scope);
 		if (fcinfo->isnull)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -412,6 +455,42 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
 	return true;
 }
 
+/*
+ * es_upcast_type
+ *		The type an event of 'type' stored at 'schema' has once upcast (its
+ *		renames followed), found without calling any upcaster: readers that
+ *		filter by type (projections) decide with it whether an event is
+ *		theirs before paying for, or failing in, its upcasting.  The result
+ *		is 'type' or points into the registry, valid while u is pinned.
+ */
+const char *
+es_upcast_type(EsUpcaster *u, const char *type, int32 schema)
+{
+	EsUpcastCache *c = (EsUpcastCache *) u;
+	EsUpcastChain *chain;
+
+	if (c == NULL)
+		return type;
+	chain = find_chain(c, type, strlen(type));
+	for (int hops = 0; chain != NULL && hops < ES_MAX_UPCAST_STEPS; hops++)
+	{
+		int			i;
+
+		if (schema < 1 || schema > chain->nsteps)
+			break;
+		/* the first renaming step from this schema on decides */
+		for (i = schema - 1; i < chain->nsteps; i++)
+			if (chain->steps[i].to_type != NULL)
+				break;
+		if (i == chain->nsteps)
+			break;
+		type = chain->steps[i].to_type;
+		chain = find_chain(c, type, strlen(type));
+		schema = 1;
+	}
+	return type;
+}
+
 PG_FUNCTION_INFO_V1(es_define_upcaster);
 
 /*
@@ -436,9 +515,9 @@ es_define_upcaster(PG_FUNCTION_ARGS)
 	int			nsteps;
 	char	   *type;
 	char	   *sql;
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-	Oid			types[4] = {TEXTOID, INT4OID, REGPROCEDUREOID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[6] = {TEXTOID, INT4OID, REGPROCEDUREOID, TEXTOID, REGROLEOID, TEXTOID};
 
 	es_check_not_null(fcinfo, 0, "event_type");
 	es_check_not_null(fcinfo, 1, "from_schema");
@@ -466,13 +545,22 @@ es_define_upcaster(PG_FUNCTION_ARGS)
 				 errdetail("from_schema was %d.", from_schema),
 				 errhint("Schema versions count from 1; the first upcaster of a type converts schema 1 to 2.")));
 	PreventCommandIfReadOnly("es_define_upcaster()");
-	es_check_callback(upcast, "upcast", 1, argtypes, JSONBOID);
+	if (!es_catalog()->owners)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the installed version of extension \"event_sourcing\" records no owners"),
+				 errhint("Run ALTER EXTENSION event_sourcing UPDATE.")));
 
 	/* the chain as it stands, including this transaction's own changes */
 	CommandCounterIncrement();
 	c = current_cache();
 	chain = find_chain(c, VARDATA_ANY(event_type), VARSIZE_ANY_EXHDR(event_type));
 	nsteps = chain ? chain->nsteps : 0;
+	/* a chain belongs to the owner of its first step */
+	if (nsteps > 0)
+		es_check_member(chain->steps[0].owner,
+						psprintf("upcaster chain of event type \"%s\"", type));
+	es_check_callback(upcast, "upcast", 1, argtypes, JSONBOID);
 	if (from_schema <= nsteps)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
@@ -528,10 +616,13 @@ es_define_upcaster(PG_FUNCTION_ARGS)
 	}
 	else
 		values[3] = PG_GETARG_DATUM(3);
+	values[4] = ObjectIdGetDatum(GetUserId());
+	values[5] = CStringGetTextDatum(es_capture_search_path());
 
-	sql = psprintf("INSERT INTO %s (event_type, from_schema, upcast, to_type) VALUES ($1, $2, $3, $4)",
+	sql = psprintf("INSERT INTO %s (event_type, from_schema, upcast, to_type, owner, search_path) "
+				   "VALUES ($1, $2, $3, $4, $5, $6)",
 				   es_qualified_name("es_upcasters"));
-	(void) es_execute_as_owner(sql, 4, types, values, nulls, SPI_OK_INSERT);
+	(void) es_execute_as_owner(sql, 6, types, values, nulls, SPI_OK_INSERT);
 
 	/* every backend (this one at the next command) rebuilds its registry */
 	CacheInvalidateRelcacheByRelid(cat->upcasters);
