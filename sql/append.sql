@@ -117,3 +117,26 @@ SELECT stream_version, event_type FROM es_load('sp-1');
 SELECT es_append(repeat('x', 255), NULL, repeat('T', 255), '{}');
 SELECT es_append('café-☕', NULL, 'Ordered', '{"drink": "☕"}');
 SELECT stream_id, event_type, data FROM es_load('café-☕');
+
+-- the events of a batch share a type and the empty metadata in memory: each
+-- row still gets its own type, metadata, audit keys and generated id
+BEGIN;
+SET LOCAL event_sourcing.actor = 'batcher';
+SELECT es_append('share-1', 0, '[{"type": "A", "data": {"n": 1}},
+                                 {"type": "A", "data": {"n": 2}, "metadata": null},
+                                 {"type": "B", "data": {"n": 3}, "metadata": {}},
+                                 {"type": "A", "data": {"n": 4}, "metadata": {"k": 1}},
+                                 {"type": "A", "data": {"n": 5}}]');
+COMMIT;
+SELECT stream_version, event_type, data, metadata FROM es_load('share-1');
+SELECT count(DISTINCT event_id) AS distinct_ids FROM es_load('share-1');
+
+-- a retry of a batch of 100 events; the same ids for another stream,
+-- whose name differs only in its last byte, are a unique violation
+SELECT jsonb_agg(jsonb_build_object('type', 'T', 'data', jsonb_build_object('g', g),
+                                    'id', md5('retry-' || g)::uuid) ORDER BY g) AS hundred
+  FROM generate_series(1, 100) g \gset
+SELECT es_append('retry-1', 0, :'hundred');
+SELECT es_append('retry-1', 0, :'hundred');
+SELECT regress.err($$SELECT es_append('retry-2', 0, $$ || quote_literal(:'hundred') || $$)$$);
+SELECT es_stream_version('retry-1') AS retry_1, es_stream_version('retry-2') AS retry_2;

@@ -58,8 +58,28 @@ SELECT regress.err($$SELECT es_append('s-1', NULL, '[{"type": "T", "data": {}, "
 SELECT regress.err($$SELECT es_append('s-1', NULL, '[{"type": "T", "data": {}, "id": 12}]'::jsonb)$$);
 SELECT regress.err($$SELECT es_append('s-1', NULL, '[{"type": "T", "data": {}, "id": "a81bc81b-dead-4e5d-abff-90865d1e13b"}]'::jsonb)$$);
 SELECT regress.err($$SELECT es_append('s-1', NULL, '[{"type": "T", "data": {}, "Type": "x"}]'::jsonb)$$);
+SELECT regress.err($$SELECT es_append('s-1', NULL, jsonb_build_array(jsonb_build_object('type', 'T', 'data', '{}'::jsonb, repeat('k', 100), 1)))$$);
+SELECT regress.err($$SELECT es_append('s-1', NULL, jsonb_build_array(jsonb_build_object('type', 'T', 'data', '{}'::jsonb, 'id', repeat('é', 100))))$$);
 SELECT regress.err($$SELECT es_append('s-1', NULL, '[{"type": "T", "data": {}}, {"type": "T", "data": {}, "extra": 1}]'::jsonb)$$);
 SELECT regress.err($$SELECT es_append('s-1', NULL, '[{"type": "T", "data": {}, "id": "a81bc81b-dead-4e5d-abff-90865d1e13b1"}, {"type": "T", "data": {}, "id": "A81BC81B-DEAD-4E5D-ABFF-90865D1E13B1"}]'::jsonb)$$);
+
+-- a batch of 100,000 events: the DETAIL names the event, numbered from 1
+-- (jsonb_set counts from 0: element 73411 is event 73412)
+CREATE TEMP TABLE big AS
+SELECT jsonb_agg(jsonb_build_object('type', 'T', 'data', jsonb_build_object('g', g),
+                                    'id', md5(g::text)::uuid) ORDER BY g) AS b
+  FROM generate_series(1, 100000) g;
+SELECT regress.err($$SELECT es_append('s-1', NULL, jsonb_set(b, '{73411}', '"T"')) FROM big$$);
+SELECT regress.err($$SELECT es_append('s-1', NULL, jsonb_set(b, '{73411,type}', '""')) FROM big$$);
+SELECT regress.err($$SELECT es_append('s-1', NULL, jsonb_set(b, '{73411,type}', to_jsonb(repeat('T', 256)))) FROM big$$);
+SELECT regress.err($$SELECT es_append('s-1', NULL, jsonb_set(b, '{73411}', '{"type": "T"}')) FROM big$$);
+SELECT regress.err($$SELECT es_append('s-1', NULL, jsonb_set(b, '{73411,metadata}', '[1]')) FROM big$$);
+SELECT regress.err($$SELECT es_append('s-1', NULL, jsonb_set(b, '{73411,id}', '"not-a-uuid"')) FROM big$$);
+SELECT regress.err($$SELECT es_append('s-1', NULL, jsonb_set(b, '{73411,extra}', '1')) FROM big$$);
+-- event 73412 with the id of event 5
+SELECT regress.err($$SELECT es_append('s-1', NULL, jsonb_set(b, '{73411,id}', b->4->'id')) FROM big$$);
+-- 23505: event 73412 with an id stored elsewhere
+SELECT regress.err($$SELECT es_append('s-1', NULL, jsonb_set(b, '{73411,id}', '"b81bc81b-dead-4e5d-abff-90865d1e13b1"')) FROM big$$);
 
 -- 22023: expected_version < -1
 SELECT regress.err($$SELECT es_append('s-1', -2, 'T', '{}')$$);

@@ -268,11 +268,14 @@ read_head(EsAppendState *st, text *stream_id, TimestampTz *last_recorded)
  *		Where an event id is stored, if it is.
  *
  * Waits for an in-progress inserter of the same id, as a unique index check
- * would, so the answer is final.  On success *stream and *version describe
- * the stored event.
+ * would, so the answer is final.  On success *same_stream says whether the
+ * stored event is in stream_id, *version is its version, and, when stream
+ * is not NULL, *stream its stream's name.  (The name is copied only when
+ * asked for: a replay of a large batch looks up every event.)
  */
 static bool
-find_event_id(EsAppendState *st, pg_uuid_t *id, char **stream, int64 *version)
+find_event_id(EsAppendState *st, pg_uuid_t *id, text *stream_id,
+			  bool *same_stream, int64 *version, char **stream)
 {
 	for (;;)
 	{
@@ -294,8 +297,14 @@ find_event_id(EsAppendState *st, pg_uuid_t *id, char **stream, int64 *version)
 			xwait = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
 			if (!TransactionIdIsValid(xwait))
 			{
-				*stream = TextDatumGetCString(slot_getattr(st->slot, Anum_es_events_stream_id, &isnull));
+				text	   *found = DatumGetTextPP(slot_getattr(st->slot, Anum_es_events_stream_id, &isnull));
+
+				*same_stream = VARSIZE_ANY_EXHDR(found) == VARSIZE_ANY_EXHDR(stream_id) &&
+					memcmp(VARDATA_ANY(found), VARDATA_ANY(stream_id),
+						   VARSIZE_ANY_EXHDR(stream_id)) == 0;
 				*version = DatumGetInt64(slot_getattr(st->slot, Anum_es_events_stream_version, &isnull));
+				if (stream != NULL)
+					*stream = text_to_cstring(found);
 			}
 		}
 		index_endscan(scan);
@@ -336,13 +345,15 @@ expected_matches(bool any_version, int64 expected, int64 version)
  * versions, and the expected version admits the version before the first of
  * them: the call would have produced exactly these rows.  Returns -1 when
  * none of the ids is stored.  Any other overlap with stored ids is a unique
- * violation.
+ * violation, whose DETAIL names the event of the batch when 'batch'.
+ *
+ * One index probe per event, with a check for interrupts in between: the
+ * retry of a batch of a million events can be cancelled.
  */
 static int64
 check_replay(EsAppendState *st, text *stream_id, bool any_version,
-			 int64 expected, EsEventInput *ev, int n)
+			 int64 expected, EsEventInput *ev, int n, bool batch)
 {
-	char	   *stream = text_to_cstring(stream_id);
 	int			nfound = 0;
 	bool		replay = true;
 	int64		base = 0;
@@ -352,15 +363,17 @@ check_replay(EsAppendState *st, text *stream_id, bool any_version,
 
 	for (int i = 0; i < n; i++)
 	{
-		char	   *found_stream;
+		bool		same_stream;
 		int64		found_version;
 
+		CHECK_FOR_INTERRUPTS();
 		if (!ev[i].id_given)
 		{
 			replay = false;
 			continue;
 		}
-		if (!find_event_id(st, &ev[i].id, &found_stream, &found_version))
+		if (!find_event_id(st, &ev[i].id, stream_id, &same_stream, &found_version,
+						   nfound == 0 ? &conflict_stream : NULL))
 		{
 			replay = false;
 			continue;
@@ -369,10 +382,9 @@ check_replay(EsAppendState *st, text *stream_id, bool any_version,
 		{
 			base = found_version - i - 1;
 			conflict = i;
-			conflict_stream = found_stream;
 			conflict_version = found_version;
 		}
-		if (strcmp(found_stream, stream) != 0 || found_version != base + i + 1)
+		if (!same_stream || found_version != base + i + 1)
 			replay = false;
 	}
 
@@ -386,6 +398,9 @@ check_replay(EsAppendState *st, text *stream_id, bool any_version,
 			(errcode(ERRCODE_UNIQUE_VIOLATION),
 			 errmsg("event id %s is already stored",
 					DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ev[conflict].id)))),
+			 batch ?
+			 errdetail("The problem is in event %d of the batch (numbered from 1), whose id is stored in stream \"%s\" at version " INT64_FORMAT ".",
+					   conflict + 1, conflict_stream, conflict_version) :
 			 errdetail("It is stored in stream \"%s\" at version " INT64_FORMAT ".",
 					   conflict_stream, conflict_version),
 			 errhint("Event ids are unique across the store. A retry is recognised only when it repeats the whole append, with the same ids, stream and expected version."),
@@ -396,6 +411,7 @@ check_replay(EsAppendState *st, text *stream_id, bool any_version,
 /*
  * insert_event
  *		Insert one row at the given version, taking the next global position.
+ *		A generated event id is stored in ev->id.
  */
 static void
 insert_event(EsAppendState *st, text *stream_id, int64 version,
@@ -404,18 +420,15 @@ insert_event(EsAppendState *st, text *stream_id, int64 version,
 	TupleTableSlot *slot = st->slot;
 	Datum	   *values = slot->tts_values;
 	bool	   *nulls = slot->tts_isnull;
-	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
 
 	ExecClearTuple(slot);
-	if (ev->id_given)
-		*id = ev->id;
-	else
-		es_uuidv7(id);
+	if (!ev->id_given)
+		es_uuidv7(&ev->id);
 
 	values[Anum_es_events_global_position - 1] = Int64GetDatum(nextval_internal(seqoid, false));
 	values[Anum_es_events_stream_id - 1] = PointerGetDatum(stream_id);
 	values[Anum_es_events_stream_version - 1] = Int64GetDatum(version);
-	values[Anum_es_events_event_id - 1] = UUIDPGetDatum(id);
+	values[Anum_es_events_event_id - 1] = UUIDPGetDatum(&ev->id);
 	values[Anum_es_events_event_type - 1] = PointerGetDatum(ev->type);
 	values[Anum_es_events_data - 1] = JsonbPGetDatum(ev->data);
 	values[Anum_es_events_metadata - 1] = JsonbPGetDatum(ev->metadata);
@@ -430,10 +443,16 @@ insert_event(EsAppendState *st, text *stream_id, int64 version,
 /*
  * append_events
  *		Append validated events to a stream; returns the stream's new version.
+ *		'batch': the events come from the batch form (errors name the event).
+ *
+ * Every loop over the events checks for interrupts once per event, so that
+ * query cancel, statement_timeout and pg_terminate_backend are answered
+ * promptly whatever the size of the batch; the transaction's abort then
+ * removes whatever was inserted.
  */
 static int64
 append_events(text *stream_id, bool any_version, int64 expected,
-			  EsEventInput *ev, int n)
+			  EsEventInput *ev, int n, bool batch)
 {
 	EsAppendState st;
 	Oid			seqoid;
@@ -452,7 +471,7 @@ append_events(text *stream_id, bool any_version, int64 expected,
 
 	current = read_head(&st, stream_id, &last_recorded);
 
-	replayed = check_replay(&st, stream_id, any_version, expected, ev, n);
+	replayed = check_replay(&st, stream_id, any_version, expected, ev, n, batch);
 	if (replayed >= 0)
 	{
 		close_store(&st);
@@ -483,6 +502,7 @@ append_events(text *stream_id, bool any_version, int64 expected,
 	{
 		for (int i = 0; i < n; i++)
 		{
+			CHECK_FOR_INTERRUPTS();
 			/* events of a batch often share their metadata: merge it once */
 			if (i > 0 && VARSIZE(ev[i].metadata) == VARSIZE(ev[i - 1].original_metadata) &&
 				memcmp(ev[i].metadata, ev[i - 1].original_metadata, VARSIZE(ev[i].metadata)) == 0)
@@ -497,7 +517,12 @@ append_events(text *stream_id, bool any_version, int64 expected,
 	}
 
 	for (int i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
 		insert_event(&st, stream_id, current + i + 1, &ev[i], recorded_at, seqoid);
+		/* what the index expressions computed for this row */
+		ResetPerTupleExprContext(st.estate);
+	}
 
 	close_store(&st);
 	es_notify_append(stream_id);
@@ -546,7 +571,7 @@ es_append(PG_FUNCTION_ARGS)
 
 	PG_RETURN_INT64(append_events(stream_id, PG_ARGISNULL(1),
 								  PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
-								  &ev, 1));
+								  &ev, 1, false));
 }
 
 /*
@@ -563,7 +588,7 @@ es_append_batch_jsonb(text *stream_id, bool any_version, int64 expected,
 	int			n;
 
 	ev = es_parse_batch(events, &n);
-	return append_events(stream_id, any_version, expected, ev, n);
+	return append_events(stream_id, any_version, expected, ev, n, true);
 }
 
 PG_FUNCTION_INFO_V1(es_append_batch);
