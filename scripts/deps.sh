@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/deps.sh: install what building and testing event_sourcing needs on
 # Debian 12 (PostgreSQL 15, its PGXS headers, pgTAP, pg_prove, the Perl TAP
-# modules), then export PG_CONFIG pointing at PostgreSQL 15.
+# modules, DBD::Pg for the fuzz suite), then export PG_CONFIG pointing at PostgreSQL 15.
 #
 # Idempotent and quick: apt-get runs only when a package is missing, so it
 # also works without root when everything is already there.
@@ -13,6 +13,7 @@ PACKAGES=(
   make gcc libc6-dev perl
   postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
   libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
+  libdbd-pg-perl
 )
 
 missing=()
