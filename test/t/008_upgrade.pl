@@ -1,9 +1,10 @@
 # Copyright: event_sourcing contributors
 #
 # 008_upgrade.pl
-#	  ALTER EXTENSION event_sourcing UPDATE from 1.0 to 1.1 gives the same
-#	  extension as CREATE EXTENSION at 1.1, keeps the 1.0 data, and leaves
-#	  projections working; the 1.1 library serves a 1.0 schema until then.
+#	  ALTER EXTENSION event_sourcing UPDATE from 1.0 (through 1.1) to 1.2
+#	  gives the same extension as CREATE EXTENSION at 1.2, keeps the 1.0
+#	  data, and leaves projections working; the library serves a 1.0
+#	  schema until then.
 #
 #	  One node, the library preloaded (background worker for database old).
 #	  - Database old: CREATE EXTENSION event_sourcing VERSION '1.0' (schema
@@ -213,13 +214,18 @@ ok( $node->poll_query_until(
 sleep(1);    # several idle intervals
 is(join("\n", server_errors()), '', 'old at 1.0: the worker logged no error');
 
-# What 1.0 stored, to compare after the update.
+# What 1.0 stored, to compare after the update (the columns 1.0 has: 1.2
+# adds owner and search_path).
 my %data_sql = (
 	es_events => q{SELECT e::text FROM es.es_events e ORDER BY global_position},
-	es_aggregates => q{SELECT a::text FROM es.es_aggregates a ORDER BY category},
+	es_aggregates => q{SELECT (a.category, a.evolve, a.initial_state, a.decide, a.snapshot_every,
+	                           a.definition_id, a.defined_at)::text
+	                     FROM es.es_aggregates a ORDER BY category},
 	es_snapshots =>
-	  q{SELECT s::text FROM es.es_snapshots s ORDER BY stream_id, fingerprint, version},
-	es_upcasters => q{SELECT u::text FROM es.es_upcasters u ORDER BY 1},
+	  q{SELECT (s.stream_id, s.version, s.fingerprint, s.state, s.created_at)::text
+	      FROM es.es_snapshots s ORDER BY stream_id, fingerprint, version},
+	es_upcasters => q{SELECT (u.event_type, u.from_schema, u.upcast, u.to_type, u.defined_at)::text
+	                    FROM es.es_upcasters u ORDER BY 1},
 	position_seq =>
 	  q{SELECT last_value || '/' || is_called FROM es.es_events_global_position_seq},
 	aggregate_seq =>
@@ -242,11 +248,15 @@ is( $node->safe_psql(
 is( $node->safe_psql(
 		'old', q{SELECT string_agg(version, ',' ORDER BY version) FROM pg_available_extension_versions
 		         WHERE name = 'event_sourcing'}),
-	'1.0,1.1', 'versions 1.0 and 1.1 are available');
+	'1.0,1.1,1.2', 'versions 1.0, 1.1 and 1.2 are available');
 is( $node->safe_psql(
 		'old', q{SELECT default_version || '/' || installed_version FROM pg_available_extensions
 		         WHERE name = 'event_sourcing'}),
-	'1.1/1.0', 'default version 1.1, 1.0 installed in old');
+	'1.2/1.0', 'default version 1.2, 1.0 installed in old');
+is( $node->safe_psql(
+		'old', q{SELECT coalesce(path, 'none') FROM pg_extension_update_paths('event_sourcing')
+		         WHERE source = '1.0' AND target = '1.2'}),
+	'1.0--1.1--1.2', 'pg_extension_update_paths lists 1.0 -> 1.1 -> 1.2');
 
 # A session that used the library at 1.0 and stays open across the update.
 my $early = $node->background_psql('old');
@@ -258,7 +268,7 @@ is($early->query_safe(q{SELECT es.es_append('account-3', 0, 'AccountOpened', '{"
 is( $node->safe_psql(
 		'old', q{
 SELECT es.es_append('order-1', 1, 'OrderPaid', '{}');
-ALTER EXTENSION event_sourcing UPDATE TO '1.1';
+ALTER EXTENSION event_sourcing UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'event_sourcing';
 CREATE TABLE app.deposits (global_position bigint, stream_id text, amount numeric);
 CREATE FUNCTION app.deposits_apply(e es.es_events) RETURNS void
@@ -269,8 +279,17 @@ SELECT es.es_define_projection('deposits', 'app.deposits_apply(es.es_events)',
 SELECT es.es_append('account-2', 2, 'MoneyDeposited', '{"amount": 1}');
 SELECT string_agg(global_position || ':' || amount, ',') FROM app.deposits;
 }),
-	"2\n1.1\n\n3\n11:1",
-	'ALTER EXTENSION UPDATE TO 1.1; in the same session an inline projection is dispatched');
+	"2\n1.2\n\n3\n11:1",
+	'ALTER EXTENSION UPDATE (1.0 -> 1.2); in the same session an inline projection is dispatched');
+
+# 1.0 definitions get the owner of their function and PostgreSQL's default
+# search_path; their callbacks run as that owner from now on
+is( $node->safe_psql(
+		'old', q{SELECT string_agg(DISTINCT owner::text || ' ' || search_path, ',') FROM (
+		           SELECT owner, search_path FROM es.es_aggregates UNION ALL
+		           SELECT owner, search_path FROM es.es_upcasters) d}),
+	$node->safe_psql('old', q{SELECT current_user}) . ' "$user", public, pg_temp',
+	'1.0 aggregates and upcasters: owned by their functions\' owner, default search_path');
 
 #
 # fresh: CREATE EXTENSION at the default version.
@@ -282,7 +301,7 @@ CREATE EXTENSION event_sourcing SCHEMA es;
 });
 is( $node->safe_psql(
 		'fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'event_sourcing'}),
-	'1.1', 'fresh: CREATE EXTENSION installs 1.1');
+	'1.2', 'fresh: CREATE EXTENSION installs 1.2');
 
 #
 # The extension's objects, compared.
