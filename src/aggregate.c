@@ -636,11 +636,6 @@ es_define_aggregate(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("es_define_aggregate()");
 
 	cat = es_catalog();
-	if (!cat->owners)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the installed version of extension \"event_sourcing\" records no owners"),
-				 errhint("Run ALTER EXTENSION event_sourcing UPDATE.")));
 	/* only the owner's members may redefine: checked before anything is locked */
 	memset(&existing, 0, sizeof(existing));
 	if (read_definition(text_to_cstring(category), &existing))
@@ -671,9 +666,22 @@ es_define_aggregate(PG_FUNCTION_ARGS)
 
 	/*
 	 * The owner stays; a definition made by someone else in the meantime is
-	 * only replaced if the caller is a member of its owner too.
+	 * only replaced if the caller is a member of its owner too.  (A schema
+	 * before 1.2 has no owner columns: the update gives such rows the owner
+	 * of evolve.)
 	 */
-	sql = psprintf("INSERT INTO %s AS a (category, evolve, initial_state, decide, snapshot_every, "
+	if (!cat->owners)
+		sql = psprintf("INSERT INTO %s AS a (category, evolve, initial_state, decide, snapshot_every, "
+					   "definition_id) "
+					   "VALUES ($1, $2, $3, $4, $5, $6) "
+					   "ON CONFLICT (category) DO UPDATE SET evolve = EXCLUDED.evolve, "
+					   "initial_state = EXCLUDED.initial_state, decide = EXCLUDED.decide, "
+					   "snapshot_every = EXCLUDED.snapshot_every, definition_id = EXCLUDED.definition_id, "
+					   "defined_at = EXCLUDED.defined_at "
+					   "WHERE $7 IS NOT NULL AND $8 IS NOT NULL",
+					   es_qualified_name("es_aggregates"));
+	else
+		sql = psprintf("INSERT INTO %s AS a (category, evolve, initial_state, decide, snapshot_every, "
 				   "definition_id, owner, search_path) "
 				   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
 				   "ON CONFLICT (category) DO UPDATE SET evolve = EXCLUDED.evolve, "

@@ -742,11 +742,6 @@ es_define_projection(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("es_define_projection()");
 
 	cat = es_projections_available();
-	if (!cat->owners)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the installed version of extension \"event_sourcing\" records no search_path for projections"),
-				 errhint("Run ALTER EXTENSION event_sourcing UPDATE.")));
 	handler = PG_GETARG_OID(1);
 	handler_args[0] = get_rel_type_id(cat->events);
 	es_check_callback(handler, "handler", 1, handler_args, VOIDOID);
@@ -765,10 +760,13 @@ es_define_projection(PG_FUNCTION_ARGS)
 	values[5] = ObjectIdGetDatum(GetUserId());
 	values[6] = CStringGetTextDatum(es_capture_search_path());
 
-	if (es_execute_as_owner(psprintf("INSERT INTO %s (name, handler, event_types, mode, reset, owner, search_path) "
-									   "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
-									   es_qualified_name("es_projection_defs")),
-							  7, types, values, nulls, SPI_OK_INSERT) == 0)
+	/* before 1.2 there is no search_path column: the update fills it in */
+	if (es_execute_as_owner(psprintf("INSERT INTO %s (name, handler, event_types, mode, reset, owner%s) "
+									   "VALUES ($1, $2, $3, $4, $5, $6%s) ON CONFLICT (name) DO NOTHING",
+									   es_qualified_name("es_projection_defs"),
+									   cat->owners ? ", search_path" : "",
+									   cat->owners ? ", $7" : ""),
+							  cat->owners ? 7 : 6, types, values, nulls, SPI_OK_INSERT) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("projection \"%s\" already exists", name),

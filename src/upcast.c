@@ -545,11 +545,6 @@ es_define_upcaster(PG_FUNCTION_ARGS)
 				 errdetail("from_schema was %d.", from_schema),
 				 errhint("Schema versions count from 1; the first upcaster of a type converts schema 1 to 2.")));
 	PreventCommandIfReadOnly("es_define_upcaster()");
-	if (!es_catalog()->owners)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the installed version of extension \"event_sourcing\" records no owners"),
-				 errhint("Run ALTER EXTENSION event_sourcing UPDATE.")));
 
 	/* the chain as it stands, including this transaction's own changes */
 	CommandCounterIncrement();
@@ -619,10 +614,16 @@ es_define_upcaster(PG_FUNCTION_ARGS)
 	values[4] = ObjectIdGetDatum(GetUserId());
 	values[5] = CStringGetTextDatum(es_capture_search_path());
 
-	sql = psprintf("INSERT INTO %s (event_type, from_schema, upcast, to_type, owner, search_path) "
-				   "VALUES ($1, $2, $3, $4, $5, $6)",
-				   es_qualified_name("es_upcasters"));
-	(void) es_execute_as_owner(sql, 6, types, values, nulls, SPI_OK_INSERT);
+	/* before 1.2 there are no owner columns: the update fills them in */
+	if (cat->owners)
+		sql = psprintf("INSERT INTO %s (event_type, from_schema, upcast, to_type, owner, search_path) "
+					   "VALUES ($1, $2, $3, $4, $5, $6)",
+					   es_qualified_name("es_upcasters"));
+	else
+		sql = psprintf("INSERT INTO %s (event_type, from_schema, upcast, to_type) "
+					   "VALUES ($1, $2, $3, $4)",
+					   es_qualified_name("es_upcasters"));
+	(void) es_execute_as_owner(sql, cat->owners ? 6 : 4, types, values, nulls, SPI_OK_INSERT);
 
 	/* every backend (this one at the next command) rebuilds its registry */
 	CacheInvalidateRelcacheByRelid(cat->upcasters);

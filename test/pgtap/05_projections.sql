@@ -9,8 +9,8 @@ SELECT plan(126);
 CREATE EXTENSION event_sourcing;
 CREATE ROLE regress_app NOLOGIN;
 
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'event_sourcing'), '1.1',
-          'CREATE EXTENSION installs version 1.1');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'event_sourcing'), '1.2',
+          'CREATE EXTENSION installs version 1.2');
 
 -- ---------------------------------------------------------------------------
 -- es_projection_defs: columns in order, types, NOT NULL, defaults, keys
@@ -34,7 +34,8 @@ SELECT results_eq(
              ('last_error',      'text',                     false, ''),
              ('failed_position', 'bigint',                   false, ''),
              ('defined_at',      'timestamp with time zone', true,  'now()'),
-             ('updated_at',      'timestamp with time zone', true,  'now()')$$,
+             ('updated_at',      'timestamp with time zone', true,  'now()'),
+             ('search_path',     'text',                     true,  '')$$,
     'es_projection_defs: columns in order, with types, NOT NULL and defaults');
 SELECT col_is_pk('public', 'es_projection_defs', ARRAY['name'], 'es_projection_defs: name is the primary key');
 SELECT is(
@@ -98,7 +99,8 @@ SELECT results_eq(
              ('reset',            'regprocedure'),
              ('owner',            'regrole'),
              ('defined_at',       'timestamp with time zone'),
-             ('updated_at',       'timestamp with time zone')$$,
+             ('updated_at',       'timestamp with time zone'),
+             ('search_path',      'text')$$,
     'es_projections: columns in order, with types');
 SELECT ok(pg_get_viewdef('public.es_projections'::regclass) LIKE '%_es_projection_head()%',
           'es_projections computes the head with _es_projection_head()');
@@ -353,13 +355,13 @@ BEGIN
 END $$;
 
 SELECT throws_ok(
-    $$INSERT INTO es_projection_defs (name, handler, mode, owner) VALUES ('x', 'seen_apply(es_events)', 'batch', current_user::regrole)$$,
+    $$INSERT INTO es_projection_defs (name, handler, mode, owner, search_path) VALUES ('x', 'seen_apply(es_events)', 'batch', current_user::regrole, 'pg_temp')$$,
     '23514', NULL, 'mode must be inline or async (CHECK, 23514)');
 SELECT throws_ok(
-    $$INSERT INTO es_projection_defs (name, handler, mode, owner, status) VALUES ('x', 'seen_apply(es_events)', 'async', current_user::regrole, 'paused')$$,
+    $$INSERT INTO es_projection_defs (name, handler, mode, owner, search_path, status) VALUES ('x', 'seen_apply(es_events)', 'async', current_user::regrole, 'pg_temp', 'paused')$$,
     '23514', NULL, 'status must be running or failed (CHECK, 23514)');
 SELECT throws_ok(
-    $$INSERT INTO es_projection_defs (name, handler, mode, owner, position) VALUES ('x', 'seen_apply(es_events)', 'async', current_user::regrole, -1)$$,
+    $$INSERT INTO es_projection_defs (name, handler, mode, owner, search_path, position) VALUES ('x', 'seen_apply(es_events)', 'async', current_user::regrole, 'pg_temp', -1)$$,
     '23514', NULL, 'position must not be negative (CHECK, 23514)');
 SELECT throws_ok(
     $$INSERT INTO es_projection_defs (name, mode, owner) VALUES ('x', 'async', current_user::regrole)$$,
