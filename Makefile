@@ -36,11 +36,11 @@ PG_CPPFLAGS = -I$(srcdir)/src -DEXTVERSION=\"$(EXTVERSION)\"
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 
 # pg_regress (sql/ + expected/)
-REGRESS = setup append read aggregate upcast projection errors security
+REGRESS = setup append read aggregate upcast projection errors robustness security
 REGRESS_OPTS = --inputdir=. 
 
 # isolation specs (test/isolation/specs + test/isolation/expected)
-ISOLATION = append_race read_out_of_order idempotent_race execute_race wait_wakeup projection_run_race projection_rebuild_race
+ISOLATION = append_race read_out_of_order idempotent_race execute_race wait_wakeup projection_run_race projection_rebuild_race rebuild_nonowner
 ISOLATION_OPTS = --inputdir=test/isolation
 
 # Perl TAP (PostgreSQL::Test::Cluster); run as a non-root user

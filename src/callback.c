@@ -184,11 +184,9 @@ es_function_fingerprint(Oid fn)
 	char	   *lang;
 
 	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
+	/* dropped: the caller reports it, naming the definition */
 	if (!HeapTupleIsValid(tup))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function with OID %u does not exist", fn),
-				 errhint("A function registered with the extension was dropped; register a new one.")));
+		return hash_bytes_uint32((uint32) fn);
 	proc = (Form_pg_proc) GETSTRUCT(tup);
 
 	initStringInfo(&buf);

@@ -639,21 +639,53 @@ es_projection_rebuild(PG_FUNCTION_ARGS)
 
 /*
  * event_at
- *		The event at a global position, upcast as the handler saw it, as a
+ *		The event at a global position, upcast as the handler saw it (as
+ *		stored when its upcasting fails: the handler never saw it), as a
  *		composite datum, read through the one log reader.
  */
 static Datum
 event_at(int64 position)
 {
 	EsLogScan  *scan = es_log_scan_begin(NULL, position - 1);
-	TupleTableSlot *slot = es_log_scan_next(scan);
+	EsUpcaster *upcaster = scan->upcaster;
+	TupleTableSlot *slot;
 	Datum		result = (Datum) 0;
 	bool		isnull;
 
+	scan->upcaster = NULL;		/* upcast below, where a failure is caught */
+	slot = es_log_scan_next(scan);
 	if (slot != NULL &&
 		DatumGetInt64(slot_getattr(slot, Anum_es_events_global_position, &isnull)) == position)
-		result = ExecFetchSlotHeapTupleDatum(slot);	/* a copy */
+	{
+		MemoryContext caller = CurrentMemoryContext;
+		ResourceOwner owner = CurrentResourceOwner;
+
+		result = ExecFetchSlotHeapTupleDatum(slot);	/* as stored, a copy */
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(caller);
+		PG_TRY();
+		{
+			if (es_upcast_slot(upcaster, slot))
+				result = ExecFetchSlotHeapTupleDatum(slot);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(caller);
+			CurrentResourceOwner = owner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(caller);
+			edata = CopyErrorData();
+			FlushErrorState();
+			rollback_subtransaction(caller, owner);
+			if (is_cancel(edata))
+				ReThrowError(edata);
+		}
+		PG_END_TRY();
+	}
 	es_log_scan_end(scan);
+	es_upcast_end(upcaster);
 	if (result == (Datum) 0)
 		elog(ERROR, "event at global position " INT64_FORMAT " not found", position);
 	return result;
