@@ -130,7 +130,10 @@ su(q{SELECT es_append('evil-1', NULL, 'Evil', '{"n": 0}');
 	 SELECT es_append('evil-1', NULL, 'Evil', '{"n": 2}')});
 
 #
-# 1. mallory: an upcaster and an async projection, both hostile.
+# 1. mallory: an upcaster and an async projection, both hostile.  The
+#	 callbacks qualify their tables, so that they run whatever search_path
+#	 they get (before 1.2, the worker's): the checks then show who ran them
+#	 and what they did, not a lookup error.
 #
 as_role('mallory', q{
 CREATE TABLE mallory.calls (
@@ -142,7 +145,7 @@ CREATE FUNCTION mallory.up(d jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     su boolean := (SELECT rolsuper FROM pg_roles WHERE rolname = current_user);
 BEGIN
-    INSERT INTO calls (what, who, sess, path, super, pid)
+    INSERT INTO mallory.calls (what, who, sess, path, super, pid)
     VALUES ('upcast', current_user, session_user,
             current_setting('search_path'), su, pg_backend_pid());
     IF su THEN
@@ -171,7 +174,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         temp_state := SQLSTATE;
     END;
-    INSERT INTO calls (what, who, sess, path, super, pid, pos, upcast, planted, temp_state)
+    INSERT INTO mallory.calls (what, who, sess, path, super, pid, pos, upcast, planted, temp_state)
     VALUES ('handler', current_user, session_user, current_setting('search_path'),
             su, pg_backend_pid(), e.global_position, e.data->>'up', planted, temp_state);
     IF su THEN
@@ -196,7 +199,7 @@ CREATE TABLE alice.seen (
 
 CREATE FUNCTION alice.handle(e es_events) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO seen (who, path, planted, temp_table, pid, pos, event_type, upcast)
+    INSERT INTO alice.seen (who, path, planted, temp_table, pid, pos, event_type, upcast)
     VALUES (current_user, current_setting('search_path'),
             current_setting('myapp.planted', true),
             to_regclass('pg_temp.planted') IS NOT NULL,
