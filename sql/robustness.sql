@@ -26,7 +26,9 @@ CREATE FUNCTION rb_serial(e es_events) RETURNS void LANGUAGE plpgsql
 SELECT es_define_projection('rb_slow', 'rb_slow(es_events)', '{RbSlow}', 'async');
 SELECT es_append('rbslow-1', 0, 'RbSlow', '{}');
 SET statement_timeout = '50ms';
+\set VERBOSITY terse
 SELECT es_projection_run('rb_slow');
+\set VERBOSITY default
 RESET statement_timeout;
 SELECT 1 AS session_usable;
 ROLLBACK;
@@ -85,3 +87,9 @@ SELECT es_stream_version('rbtx-1') AS nothing_stored;
 -- 42883 for a dropped evolve names the aggregate
 DROP FUNCTION rb_evolve(jsonb, es_events);
 SELECT regexp_replace(regress.err($$SELECT * FROM es_aggregate('rbset-1')$$), 'OID \d+', 'OID <oid>');
+
+-- cleanup (the extension is dropped by a later file)
+DROP TABLE rb_model;
+DROP FUNCTION rb_slow(es_events), rb_serial(es_events), rb_good(es_events),
+              rb_commit(es_events), rb_savepoint(es_events), rb_copy(es_events),
+              rb_up(jsonb), rb_bad_up(jsonb);

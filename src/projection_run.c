@@ -638,13 +638,12 @@ es_projection_rebuild(PG_FUNCTION_ARGS)
 }
 
 /*
- * event_at
- *		The event at a global position, upcast as the handler saw it (as
- *		stored when its upcasting fails: the handler never saw it), as a
- *		composite datum, read through the one log reader.
+ * event_at_scan
+ *		The event at a global position as a composite datum (a copy), read
+ *		through the one log reader, upcast or as stored.
  */
 static Datum
-event_at(int64 position)
+event_at_scan(int64 position, bool upcast)
 {
 	EsLogScan  *scan = es_log_scan_begin(NULL, position - 1);
 	EsUpcaster *upcaster = scan->upcaster;
@@ -652,42 +651,56 @@ event_at(int64 position)
 	Datum		result = (Datum) 0;
 	bool		isnull;
 
-	scan->upcaster = NULL;		/* upcast below, where a failure is caught */
+	if (!upcast)
+		scan->upcaster = NULL;
 	slot = es_log_scan_next(scan);
 	if (slot != NULL &&
 		DatumGetInt64(slot_getattr(slot, Anum_es_events_global_position, &isnull)) == position)
-	{
-		MemoryContext caller = CurrentMemoryContext;
-		ResourceOwner owner = CurrentResourceOwner;
-
-		result = ExecFetchSlotHeapTupleDatum(slot);	/* as stored, a copy */
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(caller);
-		PG_TRY();
-		{
-			if (es_upcast_slot(upcaster, slot))
-				result = ExecFetchSlotHeapTupleDatum(slot);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(caller);
-			CurrentResourceOwner = owner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(caller);
-			edata = CopyErrorData();
-			FlushErrorState();
-			rollback_subtransaction(caller, owner);
-			if (is_cancel(edata))
-				ReThrowError(edata);
-		}
-		PG_END_TRY();
-	}
+		result = ExecFetchSlotHeapTupleDatum(slot);
+	if (!upcast)
+		scan->upcaster = upcaster;
 	es_log_scan_end(scan);
-	es_upcast_end(upcaster);
 	if (result == (Datum) 0)
 		elog(ERROR, "event at global position " INT64_FORMAT " not found", position);
+	return result;
+}
+
+/*
+ * event_at
+ *		The event at a global position as the handler saw it: upcast, or as
+ *		stored when its upcasting fails (the handler never saw it then).
+ */
+static Datum
+event_at(int64 position)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile Datum result = (Datum) 0;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(caller);
+	PG_TRY();
+	{
+		result = event_at_scan(position, true);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(caller);
+		edata = CopyErrorData();
+		FlushErrorState();
+		rollback_subtransaction(caller, owner);
+		if (is_cancel(edata))
+			ReThrowError(edata);
+		result = (Datum) 0;
+	}
+	PG_END_TRY();
+	if (result == (Datum) 0)
+		result = event_at_scan(position, false);
 	return result;
 }
 
