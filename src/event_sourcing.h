@@ -159,8 +159,10 @@ extern void es_note_append(void);
 extern void es_note_projection_change(void);
 #define ES_MAX_WORKERS 64		/* databases with a background worker */
 typedef struct EsWorkerWake EsWorkerWake;
-extern EsWorkerWake *es_worker_wake_register(void);
-extern ConditionVariable *es_worker_wake_cv(EsWorkerWake *w);
+extern EsWorkerWake *es_worker_claim(const char *dbname, pid_t *holder);
+extern pid_t es_worker_holder(const char *dbname);
+extern int	es_worker_holders(char (*dbnames)[NAMEDATALEN], pid_t *pids, int max);
+extern uint64 es_worker_wakes(EsWorkerWake *w);
 extern void es_worker_wake_set_interest(EsWorkerWake *w, bool has_async);
 
 /* uuidv7.c: time-ordered event ids */

@@ -26,6 +26,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "utils/fmgroids.h"
@@ -38,22 +39,35 @@
 #include "event_sourcing.h"
 
 /*
- * The wake-up of one database's background worker.  Appenders wake only
- * the worker of their own database, and only while it has async projections
- * (has_async); a transaction that changed a projection wakes it regardless.
+ * The slot of one database's background worker: which worker serves the
+ * database (one at most: a worker claims the slot when it starts and gives
+ * it back when it exits, so the launcher can see which workers run even
+ * after it was itself restarted), and its wake-ups.
+ *
+ * Every commit that gives the worker work adds one to 'wakes' and then sets
+ * the worker's latch.  The worker reads 'wakes' before a round and compares
+ * after it: whatever happened to its latch during the round (lock waits and
+ * pg_sleep reset it), a commit it may not have seen makes it go again at
+ * once.  Appenders wake only the worker of their own database, and only
+ * while it has async projections (has_async); a transaction that changed a
+ * projection wakes it regardless.
  */
 typedef struct EsWorkerWake
 {
+	/* protected by EsWaitShared.mutex; dboid and proc also read without it */
 	Oid			dboid;			/* InvalidOid: slot free */
+	pid_t		pid;			/* the worker holding the slot */
+	PGPROC	   *proc;			/* its PGPROC, whose latch commits set */
+	char		dbname[NAMEDATALEN];	/* as listed in worker_databases */
 	pg_atomic_uint32 has_async;
-	ConditionVariable cv;
+	pg_atomic_uint64 wakes;
 } EsWorkerWake;
 
 /* Shared state, present only when the library is preloaded. */
 typedef struct EsWaitShared
 {
 	ConditionVariable appended;	/* broadcast when an appender commits */
-	slock_t		mutex;			/* protects workers[].dboid changes */
+	slock_t		mutex;			/* protects the claims of workers[] */
 	EsWorkerWake workers[ES_MAX_WORKERS];
 } EsWaitShared;
 
@@ -102,9 +116,14 @@ es_wait_shmem_startup(void)
 		SpinLockInit(&wait_shared->mutex);
 		for (int i = 0; i < ES_MAX_WORKERS; i++)
 		{
-			wait_shared->workers[i].dboid = InvalidOid;
-			pg_atomic_init_u32(&wait_shared->workers[i].has_async, 1);
-			ConditionVariableInit(&wait_shared->workers[i].cv);
+			EsWorkerWake *w = &wait_shared->workers[i];
+
+			w->dboid = InvalidOid;
+			w->pid = 0;
+			w->proc = NULL;
+			w->dbname[0] = '\0';
+			pg_atomic_init_u32(&w->has_async, 1);
+			pg_atomic_init_u64(&w->wakes, 0);
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -113,9 +132,12 @@ es_wait_shmem_startup(void)
 /*
  * wake_worker
  *		Wake the background worker of this database, if it has async
- *		projections (or 'always').  The slots are read without the lock: a
- *		worker that registers at this moment misses one wake-up, and its
- *		idle interval covers it.
+ *		projections (or 'always'): count the wake-up, then set its latch.
+ *
+ * The slots are read without the lock.  A slot freed or claimed by another
+ * database's worker meanwhile gets a spurious wake-up, which costs that
+ * worker one empty round; a worker that claims this database's slot at this
+ * moment reads the count before its first round, which sees this commit.
  */
 static void
 wake_worker(bool always)
@@ -123,10 +145,16 @@ wake_worker(bool always)
 	for (int i = 0; i < ES_MAX_WORKERS; i++)
 	{
 		EsWorkerWake *w = &wait_shared->workers[i];
+		PGPROC	   *proc;
 
-		if (w->dboid == MyDatabaseId &&
-			(always || pg_atomic_read_u32(&w->has_async) != 0))
-			ConditionVariableBroadcast(&w->cv);
+		if (w->dboid != MyDatabaseId ||
+			!(always || pg_atomic_read_u32(&w->has_async) != 0))
+			continue;
+		/* a full barrier: the commit is visible before the count moves */
+		(void) pg_atomic_fetch_add_u64(&w->wakes, 1);
+		proc = ((volatile EsWorkerWake *) w)->proc;
+		if (proc != NULL)
+			SetLatch(&proc->procLatch);
 	}
 }
 
@@ -188,7 +216,7 @@ es_note_projection_change(void)
 
 /*
  * release_worker_wake
- *		on_shmem_exit callback: free the worker's slot.
+ *		on_shmem_exit callback: give the worker's slot back.
  */
 static void
 release_worker_wake(int code, Datum arg)
@@ -197,49 +225,130 @@ release_worker_wake(int code, Datum arg)
 
 	SpinLockAcquire(&wait_shared->mutex);
 	w->dboid = InvalidOid;
+	w->pid = 0;
+	w->proc = NULL;
+	w->dbname[0] = '\0';
 	SpinLockRelease(&wait_shared->mutex);
 }
 
 /*
- * es_worker_wake_register
- *		Claim the wake-up slot of this database's worker; NULL when the
- *		library was not preloaded or no slot is free (the worker then
- *		polls every idle interval).
+ * es_worker_claim
+ *		Claim the slot of this database (dbname as listed in
+ *		event_sourcing.worker_databases) for the calling worker, so that it
+ *		is the only one serving the database and commits wake it.
+ *
+ * Returns the slot; NULL with *holder set to the worker that already serves
+ * the database (the caller must exit); NULL with *holder 0 when the library
+ * was not preloaded or every slot is taken (the caller then polls every
+ * idle interval).
  */
 EsWorkerWake *
-es_worker_wake_register(void)
+es_worker_claim(const char *dbname, pid_t *holder)
 {
 	EsWorkerWake *result = NULL;
 
+	*holder = 0;
 	if (wait_shared == NULL)
 		return NULL;
 	SpinLockAcquire(&wait_shared->mutex);
 	for (int i = 0; i < ES_MAX_WORKERS; i++)
 	{
-		if (!OidIsValid(wait_shared->workers[i].dboid))
+		EsWorkerWake *w = &wait_shared->workers[i];
+
+		if (w->dboid == MyDatabaseId)
 		{
-			result = &wait_shared->workers[i];
-			result->dboid = MyDatabaseId;
+			*holder = w->pid;
+			result = NULL;
 			break;
 		}
+		if (result == NULL && !OidIsValid(w->dboid))
+			result = w;
+	}
+	if (result != NULL)
+	{
+		result->pid = MyProcPid;
+		result->proc = MyProc;
+		strlcpy(result->dbname, dbname, NAMEDATALEN);
+		pg_atomic_write_u32(&result->has_async, 1);
+		/* last: appenders find the slot by dboid, and then want proc */
+		pg_write_barrier();
+		result->dboid = MyDatabaseId;
 	}
 	SpinLockRelease(&wait_shared->mutex);
 	if (result != NULL)
-	{
-		pg_atomic_write_u32(&result->has_async, 1);
 		on_shmem_exit(release_worker_wake, PointerGetDatum(result));
-	}
 	return result;
 }
 
 /*
- * es_worker_wake_cv
- *		The condition variable a registered worker sleeps on.
+ * es_worker_holder
+ *		The process ID of the worker serving database dbname (as listed in
+ *		event_sourcing.worker_databases), 0 when none does; for the launcher.
  */
-ConditionVariable *
-es_worker_wake_cv(EsWorkerWake *w)
+pid_t
+es_worker_holder(const char *dbname)
 {
-	return &w->cv;
+	pid_t		pid = 0;
+
+	if (wait_shared == NULL)
+		return 0;
+	SpinLockAcquire(&wait_shared->mutex);
+	for (int i = 0; i < ES_MAX_WORKERS; i++)
+	{
+		EsWorkerWake *w = &wait_shared->workers[i];
+
+		if (OidIsValid(w->dboid) && strcmp(w->dbname, dbname) == 0)
+		{
+			pid = w->pid;
+			break;
+		}
+	}
+	SpinLockRelease(&wait_shared->mutex);
+	return pid;
+}
+
+/*
+ * es_worker_holders
+ *		The databases served by a worker and the workers' process IDs, at
+ *		most max of them; returns how many.  For the launcher, which stops
+ *		the workers of databases no longer listed, including those started
+ *		by a previous launcher.
+ */
+int
+es_worker_holders(char (*dbnames)[NAMEDATALEN], pid_t *pids, int max)
+{
+	int			n = 0;
+
+	if (wait_shared == NULL)
+		return 0;
+	SpinLockAcquire(&wait_shared->mutex);
+	for (int i = 0; i < ES_MAX_WORKERS && n < max; i++)
+	{
+		EsWorkerWake *w = &wait_shared->workers[i];
+
+		if (OidIsValid(w->dboid))
+		{
+			memcpy(dbnames[n], w->dbname, NAMEDATALEN);
+			pids[n] = w->pid;
+			n++;
+		}
+	}
+	SpinLockRelease(&wait_shared->mutex);
+	return n;
+}
+
+/*
+ * es_worker_wakes
+ *		How many wake-ups the worker's slot has had; read before a round
+ *		(the barrier keeps the round's reads after it) and compared after.
+ */
+uint64
+es_worker_wakes(EsWorkerWake *w)
+{
+	uint64		v = pg_atomic_read_u64(&w->wakes);
+
+	pg_memory_barrier();
+	return v;
 }
 
 /*

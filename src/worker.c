@@ -12,20 +12,37 @@
  * running.  The launcher is connected to no database; it reads only the
  * shared catalog pg_database.
  *
+ * There is never more than one worker per database: a worker claims its
+ * database's slot in shared memory (wait.c) when it starts, and exits if
+ * another worker holds it.  The launcher counts a worker that holds a slot
+ * as running whoever started it, so a launcher restarted by the postmaster
+ * adopts the workers of its predecessor instead of starting more, and stops
+ * them (by process ID) when their database leaves the list; a worker also
+ * exits by itself at a reload that removed its database.
+ *
  * Each database worker runs rounds of es_projection_run_all: every async
  * projection with events past its checkpoint gets up to
  * event_sourcing.worker_max_events of them, each projection in the same
- * transaction as its checkpoint.  Between rounds it sleeps on its database's
- * condition variable, which transactions appending to that database
- * broadcast at commit while it has async projections, and transactions that
- * define, skip or rebuild a projection broadcast regardless (wait.c): it
- * starts within microseconds of a commit, and sleeps at most
- * event_sourcing.worker_idle_interval.  A failed handler only marks its
- * projection failed; the worker retries a failed projection every
- * event_sourcing.worker_retry_interval.  Any other error is logged, the
- * transaction aborted, and the worker carries on after the retry interval;
- * a database without the extension (or with version 1.0) is just checked
- * again later.  SIGTERM stops either process at its next wait.
+ * transaction as its checkpoint.  Between rounds it sleeps on its latch,
+ * which transactions appending to that database set at commit while it has
+ * async projections, and transactions that define, skip or rebuild a
+ * projection set regardless, after counting the wake-up in the slot
+ * (wait.c).  The worker reads that count before a round and goes again at
+ * once if it moved during the round, whatever happened to its latch
+ * meanwhile (lock waits and pg_sleep reset it), so no commit waits for the
+ * idle interval; with no commit it sleeps event_sourcing.worker_idle_interval.
+ *
+ * A failed handler only marks its projection failed; the worker retries a
+ * failed projection every event_sourcing.worker_retry_interval.  When a
+ * round fails with an error (a projection whose handler was dropped, a lock
+ * timeout, ...), the worker runs each async projection in a transaction of
+ * its own to find the culprit: the others go on, and a projection whose run
+ * raises an error is logged and set aside for the retry interval, then run
+ * again (one log entry per retry).  An error not tied to one projection is
+ * logged, and the worker waits the retry interval before the next round.
+ * Errors never end the worker.  A database without the extension (or with
+ * version 1.0) is just checked again later.  SIGTERM stops either process at
+ * its next wait.
  *
  *-------------------------------------------------------------------------
  */
@@ -42,7 +59,8 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "storage/condition_variable.h"
+#include "executor/spi.h"
+#include "catalog/pg_type.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -70,14 +88,37 @@ typedef struct EsWorkerSlot
 {
 	char		dbname[NAMEDATALEN];
 	BackgroundWorkerHandle *handle; /* NULL: not started */
-	TimestampTz started_at;
+	TimestampTz started_at;	/* started, or found running */
+	bool		adopted;		/* found running, started by another launcher */
 	bool		wanted;
 	bool		missing_logged;
 } EsWorkerSlot;
 
 
+/* A projection whose run raised an error, set aside until 'due'. */
+typedef struct EsSetAside
+{
+	char	   *name;
+	TimestampTz due;
+} EsSetAside;
+
+/* What one round of a database worker did. */
+typedef struct EsRound
+{
+	int64		applied;		/* events applied */
+	long		retry_due_ms;	/* until a failed projection is due; -1: none */
+	bool		has_async;		/* the database has async projections */
+	bool		failed;			/* an error not tied to one projection */
+} EsRound;
+
 PGDLLEXPORT void es_launcher_main(Datum main_arg);
 PGDLLEXPORT void es_worker_main(Datum main_arg);
+
+/* the database worker's state */
+static char worker_dbname[NAMEDATALEN];
+static EsWorkerWake *worker_wake = NULL;
+static List *set_aside = NIL;	/* of EsSetAside, in set_aside_cxt */
+static MemoryContext set_aside_cxt = NULL;
 
 /*
  * es_worker_init
@@ -130,16 +171,61 @@ es_worker_init(void)
 
 /*
  * reload_config
- *		Re-read the configuration file after SIGHUP.
+ *		Re-read the configuration file after SIGHUP; returns whether it did.
  */
-static void
+static bool
 reload_config(void)
 {
-	if (ConfigReloadPending)
+	if (!ConfigReloadPending)
+		return false;
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	return true;
+}
+
+/*
+ * listed_databases
+ *		The names in event_sourcing.worker_databases (palloc'd); NIL, after
+ *		logging it, when the list does not parse.
+ */
+static List *
+listed_databases(void)
+{
+	char	   *raw = pstrdup(worker_databases ? worker_databases : "");
+	List	   *names = NIL;
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	if (!SplitIdentifierString(raw, ',', &names))
+		ereport(LOG,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid list syntax in event_sourcing.worker_databases")));
+	else
 	{
-		ConfigReloadPending = false;
-		ProcessConfigFile(PGC_SIGHUP);
+		/* the names point into raw: copy them */
+		foreach(lc, names)
+			result = lappend(result, pstrdup((char *) lfirst(lc)));
 	}
+	list_free(names);
+	pfree(raw);
+	return result;
+}
+
+/*
+ * name_in_list
+ *		Is dbname one of the names?
+ */
+static bool
+name_in_list(List *names, const char *dbname)
+{
+	ListCell   *lc;
+
+	foreach(lc, names)
+	{
+		if (strcmp((char *) lfirst(lc), dbname) == 0)
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -209,24 +295,45 @@ start_worker(EsWorkerSlot *slot)
 }
 
 /*
+ * stop_unlisted_workers
+ *		Stop every worker whose database is not in names, whoever started
+ *		it (a launcher that was restarted has no handle on the workers of its
+ *		predecessor).  They also exit by themselves at the reload that
+ *		removed their database; this covers one busy in a long round.
+ */
+static void
+stop_unlisted_workers(List *names)
+{
+	char		dbnames[ES_MAX_WORKERS][NAMEDATALEN];
+	pid_t		pids[ES_MAX_WORKERS];
+	int			n = es_worker_holders(dbnames, pids, ES_MAX_WORKERS);
+
+	for (int i = 0; i < n; i++)
+	{
+		if (name_in_list(names, dbnames[i]))
+			continue;
+		ereport(DEBUG1,
+				(errmsg_internal("event_sourcing: stopping the worker of database \"%s\" (PID %d), no longer listed",
+								 dbnames[i], (int) pids[i])));
+		(void) kill(pids[i], SIGTERM);
+	}
+}
+
+/*
  * sync_workers
- *		Make the running workers match event_sourcing.worker_databases.
+ *		Make the running workers match event_sourcing.worker_databases:
+ *		exactly one per listed database.
+ *
+ * A database counts as served when a worker holds its slot in shared
+ * memory, whoever started it, or when the worker we registered has not
+ * stopped yet (it may not have claimed the slot yet).
  */
 static void
 sync_workers(EsWorkerSlot *slots, int *nslots)
 {
-	char	   *raw = pstrdup(worker_databases ? worker_databases : "");
-	List	   *names = NIL;
+	List	   *names = listed_databases();
 	ListCell   *lc;
 	TimestampTz now = GetCurrentTimestamp();
-
-	if (!SplitIdentifierString(raw, ',', &names))
-	{
-		ereport(LOG,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid list syntax in event_sourcing.worker_databases")));
-		names = NIL;
-	}
 
 	for (int i = 0; i < *nslots; i++)
 		slots[i].wanted = false;
@@ -253,12 +360,12 @@ sync_workers(EsWorkerSlot *slots, int *nslots)
 	{
 		EsWorkerSlot *slot = &slots[i];
 		pid_t		pid;
-		bool		running = slot->handle != NULL &&
+		bool		registered = slot->handle != NULL &&
 			GetBackgroundWorkerPid(slot->handle, &pid) != BGWH_STOPPED;
 
 		if (!slot->wanted)
 		{
-			if (running)
+			if (registered)
 				TerminateBackgroundWorker(slot->handle);
 			if (slot->handle != NULL)
 				pfree(slot->handle);
@@ -266,9 +373,19 @@ sync_workers(EsWorkerSlot *slots, int *nslots)
 			i--;
 			continue;
 		}
-		if (running)
+		if (registered)
 			continue;
-		if (slot->handle != NULL &&
+		if (es_worker_holder(slot->dbname) != 0)
+		{
+			/* running, started by a previous launcher: adopt it */
+			if (slot->handle == NULL && !slot->adopted)
+			{
+				slot->adopted = true;
+				slot->started_at = now;
+			}
+			continue;
+		}
+		if ((slot->handle != NULL || slot->adopted) &&
 			!TimestampDifferenceExceeds(slot->started_at, now, worker_restart_interval))
 			continue;
 		if (!database_exists(slot->dbname))
@@ -281,13 +398,14 @@ sync_workers(EsWorkerSlot *slots, int *nslots)
 			continue;
 		}
 		slot->missing_logged = false;
+		slot->adopted = false;
 		if (slot->handle != NULL)
 			pfree(slot->handle);
 		slot->handle = NULL;
 		start_worker(slot);
 	}
-	list_free(names);
-	pfree(raw);
+	stop_unlisted_workers(names);
+	list_free_deep(names);
 }
 
 /*
@@ -319,33 +437,435 @@ es_launcher_main(Datum main_arg)
 }
 
 /*
- * run_round
- *		One transaction running every async projection that has work;
- *		returns the events applied (0 when the extension is not there) and
- *		in *retry_due_ms when a failed projection is next due (-1: none).
+ * worker_reload
+ *		A database worker's reload: re-read the configuration, and exit when
+ *		its database is no longer listed.  Returns whether it reloaded.
  */
-static int64
-run_round(long *retry_due_ms, bool *has_async)
+static bool
+worker_reload(void)
 {
-	int64		applied = 0;
+	List	   *names;
+	bool		listed;
 
-	*retry_due_ms = -1;
-	*has_async = false;
+	if (!reload_config())
+		return false;
+	names = listed_databases();
+	listed = name_in_list(names, worker_dbname);
+	list_free_deep(names);
+	if (!listed)
+	{
+		ereport(LOG,
+				(errmsg("event_sourcing worker for database \"%s\" stops: the database is no longer in event_sourcing.worker_databases",
+						worker_dbname)));
+		proc_exit(0);
+	}
+	return true;
+}
+
+/*
+ * emit_error
+ *		Log the error being handled, abort the transaction and clean up, so
+ *		that the worker can go on; called in a PG_CATCH block, in a memory
+ *		context that outlives the transaction.
+ */
+static void
+emit_error(void)
+{
+	EmitErrorReport();
+	AbortCurrentTransaction();
+	FlushErrorState();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * extension_ready
+ *		Does this database have the extension, at a version with projections?
+ *		Called in a transaction.
+ */
+static bool
+extension_ready(void)
+{
+	return OidIsValid(get_extension_oid("event_sourcing", true)) &&
+		OidIsValid(es_catalog()->projections);
+}
+
+/*
+ * run_all_round
+ *		One transaction running every async projection that has work
+ *		(es_projection_run_all); fills in applied, retry_due_ms, has_async.
+ *		An error propagates, the transaction still open.
+ */
+static void
+run_all_round(EsRound *round)
+{
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "event_sourcing: running async projections");
 
-	if (OidIsValid(get_extension_oid("event_sourcing", true)) &&
-		OidIsValid(es_catalog()->projections))
-		applied = es_projection_run_all(worker_max_events, worker_retry_interval,
-										retry_due_ms, has_async);
+	if (extension_ready())
+		round->applied = es_projection_run_all(worker_max_events, worker_retry_interval,
+											   &round->retry_due_ms, &round->has_async);
 
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	return applied;
+}
+
+/*
+ * set_aside_find
+ *		The entry of projection name in set_aside, NULL when it has none.
+ */
+static EsSetAside *
+set_aside_find(const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, set_aside)
+	{
+		EsSetAside *e = (EsSetAside *) lfirst(lc);
+
+		if (strcmp(e->name, name) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/*
+ * set_aside_forget
+ *		Drop the entry of projection name from set_aside, if it has one.
+ */
+static void
+set_aside_forget(const char *name)
+{
+	EsSetAside *e = set_aside_find(name);
+
+	if (e != NULL)
+	{
+		set_aside = list_delete_ptr(set_aside, e);
+		pfree(e->name);
+		pfree(e);
+	}
+}
+
+/*
+ * list_async
+ *		In a transaction of its own, the async projections (names) and for
+ *		each (waiting_ms) > 0: failed, due for a retry in that many
+ *		milliseconds; 0: has work; < 0: nothing to do; and the statement that
+ *		runs one (*run_sql).  All in the caller's memory context.  Returns
+ *		false, the error logged, when that fails.
+ */
+static bool
+list_async(List **names, List **waiting_ms, char **run_sql)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	*names = NIL;
+	*waiting_ms = NIL;
+	*run_sql = NULL;
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "event_sourcing: listing async projections");
+		if (extension_ready())
+		{
+			Datum		arg = Int32GetDatum(worker_retry_interval);
+			Oid			argtype = INT4OID;
+			char	   *sql;
+
+			sql = psprintf("SELECT name, "
+						   "CASE WHEN status OPERATOR(pg_catalog.=) 'failed' THEN "
+						   "pg_catalog.ceil(1000 * pg_catalog.date_part('epoch', updated_at OPERATOR(pg_catalog.-) pg_catalog.clock_timestamp())) "
+						   "OPERATOR(pg_catalog.+) $1 ELSE 0 END, "
+						   "position OPERATOR(pg_catalog.<) (SELECT COALESCE(pg_catalog.max(global_position), 0) FROM %s) "
+						   "FROM %s WHERE mode OPERATOR(pg_catalog.=) 'async' ORDER BY name",
+						   es_qualified_name("es_events"),
+						   es_qualified_name("es_projection_defs"));
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			if (SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
+				elog(ERROR, "listing the async projections failed");
+			for (uint64 i = 0; i < SPI_processed; i++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[i];
+				TupleDesc	desc = SPI_tuptable->tupdesc;
+				bool		isnull;
+				char	   *name = SPI_getvalue(tup, desc, 1);
+				double		wait = DatumGetFloat8(SPI_getbinval(tup, desc, 2, &isnull));
+				bool		has_work = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+				MemoryContext old = MemoryContextSwitchTo(cxt);
+
+				*names = lappend(*names, pstrdup(name));
+				*waiting_ms = lappend_int(*waiting_ms,
+										  wait > 0 ? (int) Min(wait, (double) INT_MAX) :
+										  has_work ? 0 : -1);
+				MemoryContextSwitchTo(old);
+			}
+			*run_sql = MemoryContextStrdup(cxt,
+										   psprintf("SELECT %s($1, $2)",
+													es_qualified_name("es_projection_run")));
+			SPI_finish();
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		emit_error();
+		return false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	return true;
+}
+
+/*
+ * run_alone
+ *		Run one async projection (run_sql: es_projection_run($1, $2)) in a
+ *		transaction of its own; adds what it applied to *applied.  Returns
+ *		false, the error logged, when that raises an error.
+ */
+static bool
+run_alone(const char *run_sql, const char *name, int64 *applied)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		Datum		args[2];
+		Oid			argtypes[2] = {TEXTOID, INT4OID};
+		bool		isnull;
+
+		args[0] = CStringGetTextDatum(name);
+		args[1] = Int32GetDatum(worker_max_events);
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "event_sourcing: running one async projection");
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute_with_args(run_sql, 2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "running async projection \"%s\" failed", name);
+		*applied += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull));
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_stat(false);
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		emit_error();
+		return false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	return true;
+}
+
+/*
+ * due_sooner
+ *		Lower *due_ms (-1: nothing due) to ms.
+ */
+static void
+due_sooner(long *due_ms, long ms)
+{
+	if (*due_ms < 0 || ms < *due_ms)
+		*due_ms = ms;
+}
+
+/*
+ * run_isolated
+ *		Run each async projection in a transaction of its own, so that one
+ *		whose run raises an error does not hold the others back.  That one's
+ *		error is logged and it is set aside until the retry interval has
+ *		passed.  Projections that are failed (their handler failed) are left
+ *		for their retry, as es_projection_run_all does.
+ *
+ * Returns how many projections raised an error, or -1 when the projections
+ * could not even be listed (that error is logged).  Adds to round->applied
+ * and fills in round->retry_due_ms and round->has_async.
+ */
+static int
+run_isolated(EsRound *round)
+{
+	List	   *names;
+	List	   *waiting_ms;
+	char	   *run_sql;
+	ListCell   *lc;
+	ListCell   *lc2;
+	int			errors = 0;
+	TimestampTz now;
+
+	if (!list_async(&names, &waiting_ms, &run_sql))
+		return -1;
+	round->has_async = names != NIL;
+
+	/* forget what was set aside and is gone */
+	foreach(lc, set_aside)
+	{
+		EsSetAside *e = (EsSetAside *) lfirst(lc);
+		bool		found = false;
+
+		foreach(lc2, names)
+			found = found || strcmp((char *) lfirst(lc2), e->name) == 0;
+		if (!found)
+		{
+			set_aside = foreach_delete_current(set_aside, lc);
+			pfree(e->name);
+			pfree(e);
+		}
+	}
+
+	now = GetCurrentTimestamp();
+	forboth(lc, names, lc2, waiting_ms)
+	{
+		char	   *name = (char *) lfirst(lc);
+		int			wait = lfirst_int(lc2);
+		EsSetAside *e = set_aside_find(name);
+
+		if (e != NULL && e->due > now)
+		{
+			due_sooner(&round->retry_due_ms,
+					   Max(TimestampDifferenceMilliseconds(now, e->due), 1));
+			continue;
+		}
+		if (e == NULL && wait != 0)
+		{
+			if (wait > 0)
+				due_sooner(&round->retry_due_ms, wait);
+			continue;
+		}
+
+		CHECK_FOR_INTERRUPTS();
+		if (run_alone(run_sql, name, &round->applied))
+		{
+			set_aside_forget(name);
+			continue;
+		}
+		errors++;
+		if (e == NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(set_aside_cxt);
+
+			e = palloc(sizeof(EsSetAside));
+			e->name = pstrdup(name);
+			set_aside = lappend(set_aside, e);
+			MemoryContextSwitchTo(old);
+		}
+		e->due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), worker_retry_interval);
+		due_sooner(&round->retry_due_ms, worker_retry_interval);
+	}
+	return errors;
+}
+
+/*
+ * run_round
+ *		One round: es_projection_run_all in one transaction while no
+ *		projection is set aside; when that raises an error, or while one is,
+ *		each projection in a transaction of its own (run_isolated).  An error
+ *		that no single projection reproduces is logged, and round->failed
+ *		set.  Runs in the round's memory context, reset by the caller.
+ */
+static void
+run_round(EsRound *round)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorData  *volatile edata = NULL;
+	int			errors;
+
+	memset(round, 0, sizeof(EsRound));
+	round->retry_due_ms = -1;
+	if (set_aside == NIL)
+	{
+		PG_TRY();
+		{
+			run_all_round(round);
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			AbortCurrentTransaction();
+			FlushErrorState();
+			pgstat_report_activity(STATE_IDLE, NULL);
+		}
+		PG_END_TRY();
+		if (edata == NULL)
+			return;
+		/* go on in the per-projection rounds; what they did is all that counts */
+		memset(round, 0, sizeof(EsRound));
+		round->retry_due_ms = -1;
+	}
+
+	errors = run_isolated(round);
+	if (errors < 0)
+	{
+		round->failed = true;
+		round->has_async = true;
+	}
+	else if (errors == 0 && edata != NULL)
+	{
+		/* no projection fails on its own: log the round's error */
+		round->failed = true;
+		PG_TRY();
+		{
+			ThrowErrorData(edata);
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			EmitErrorReport();
+			FlushErrorState();
+		}
+		PG_END_TRY();
+	}
+}
+
+/*
+ * worker_sleep
+ *		Sleep up to ms milliseconds.  When wakeable, return as soon as the
+ *		wake-up count moves away from seen (or at a reload, so that new
+ *		settings take effect at once); otherwise sleep the whole time, a
+ *		reload only re-reading the settings (ms is then taken from
+ *		event_sourcing.worker_retry_interval again).
+ *
+ * The latch is reset before the count is checked, and a commit moves the
+ * count before it sets the latch, so no wake-up falls in between.
+ */
+static void
+worker_sleep(long ms, uint64 seen, bool wakeable)
+{
+	TimestampTz start = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		long		remaining;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (worker_reload())
+		{
+			if (wakeable)
+				return;
+			ms = worker_retry_interval;
+		}
+		if (wakeable && worker_wake != NULL && es_worker_wakes(worker_wake) != seen)
+			return;
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+													TimestampTzPlusMilliseconds(start, ms));
+		if (remaining <= 0)
+			return;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 remaining, PG_WAIT_EXTENSION);
+	}
 }
 
 /*
@@ -355,85 +875,72 @@ run_round(long *retry_due_ms, bool *has_async)
 void
 es_worker_main(Datum main_arg)
 {
-	char		dbname[NAMEDATALEN];
-	EsWorkerWake *wake;
-	ConditionVariable *cv;
 	MemoryContext round_cxt;
+	pid_t		holder;
 
-	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
+	strlcpy(worker_dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
+	BackgroundWorkerInitializeConnection(worker_dbname, NULL, 0);
 	pgstat_report_appname("event_sourcing worker");
 	/* checkpoints assume READ COMMITTED rounds, whatever the default is */
 	SetConfigOption("default_transaction_isolation", "read committed",
 					PGC_SUSET, PGC_S_OVERRIDE);
 
-	wake = es_worker_wake_register();
-	cv = wake != NULL ? es_worker_wake_cv(wake) : NULL;
+	/* one worker per database */
+	worker_wake = es_worker_claim(worker_dbname, &holder);
+	if (worker_wake == NULL && holder != 0)
+	{
+		ereport(LOG,
+				(errmsg("event_sourcing worker for database \"%s\" exits: the worker with PID %d already serves it",
+						worker_dbname, (int) holder)));
+		proc_exit(0);
+	}
+
 	round_cxt = AllocSetContextCreate(TopMemoryContext, "event_sourcing worker round",
 									  ALLOCSET_DEFAULT_SIZES);
-	ereport(LOG, (errmsg("event_sourcing worker started for database \"%s\"", dbname)));
+	set_aside_cxt = AllocSetContextCreate(TopMemoryContext, "event_sourcing worker set aside",
+										  ALLOCSET_SMALL_SIZES);
+	ereport(LOG, (errmsg("event_sourcing worker started for database \"%s\"", worker_dbname)));
 
 	for (;;)
 	{
-		int64		applied = 0;
-		long		retry_due_ms = -1;
-		bool		has_async = true;
+		EsRound		round;
+		uint64		seen = 0;
 		long		sleep_ms;
 
 		CHECK_FOR_INTERRUPTS();
-		reload_config();
+		(void) worker_reload();
 
-		/* prepared before the round: a commit during it is not missed */
-		if (cv != NULL)
-			ConditionVariablePrepareToSleep(cv);
+		/* commits from here on are either seen by the round or move the count */
+		if (worker_wake != NULL)
+			seen = es_worker_wakes(worker_wake);
 
 		MemoryContextSwitchTo(round_cxt);
-		PG_TRY();
-		{
-			applied = run_round(&retry_due_ms, &has_async);
-		}
-		PG_CATCH();
-		{
-			/* log it, clean up, and try again later */
-			EmitErrorReport();
-			AbortCurrentTransaction();
-			FlushErrorState();
-			pgstat_report_activity(STATE_IDLE, NULL);
-			retry_due_ms = worker_retry_interval;
-			has_async = true;
-		}
-		PG_END_TRY();
-		/* appends in this database need not wake us while there is no async projection */
-		if (wake != NULL)
-			es_worker_wake_set_interest(wake, has_async);
+		run_round(&round);
 		MemoryContextSwitchTo(TopMemoryContext);
 		MemoryContextReset(round_cxt);
+		/* appends in this database need not wake us while there is no async projection */
+		if (worker_wake != NULL)
+			es_worker_wake_set_interest(worker_wake, round.has_async || round.failed);
 
-		if (applied > 0)
+		if (round.failed)
 		{
-			/* there may be more: go again at once */
-			if (cv != NULL)
-				ConditionVariableCancelSleep();
+			/* logged once: the next round after the retry interval, commits or not */
+			worker_sleep(worker_retry_interval, seen, false);
 			continue;
 		}
 
+		/* there may be more, or a commit came during the round: go again */
+		if (round.applied > 0 ||
+			(worker_wake != NULL && es_worker_wakes(worker_wake) != seen))
+			continue;
+
 		/* until a commit wakes us, the idle interval, or a retry is due */
 		sleep_ms = worker_idle_interval;
-		if (retry_due_ms >= 0 && retry_due_ms < sleep_ms)
-			sleep_ms = retry_due_ms;
-		if (cv != NULL)
-		{
-			(void) ConditionVariableTimedSleep(cv, sleep_ms, PG_WAIT_EXTENSION);
-			ConditionVariableCancelSleep();
-		}
-		else
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 sleep_ms, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
+		if (round.retry_due_ms >= 0 && round.retry_due_ms < sleep_ms)
+			sleep_ms = round.retry_due_ms;
+		worker_sleep(sleep_ms, seen, true);
 	}
 }
