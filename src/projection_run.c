@@ -28,7 +28,8 @@
  * subtransaction, so that any other error (a dropped handler, its owner
  * gone, an error outside any event) marks only that projection failed, and
  * the others go on.  Only cancellation (query cancel, statement_timeout,
- * termination: SQLSTATE class 57, and FATAL) is raised; every other
+ * termination: SQLSTATE class 57), exhausted resources (class 53) and
+ * FATAL are raised; every other
  * SQLSTATE, 40001, 40P01 and 55P03 included, is recorded as the failure of
  * the projection, retried by the next run (by the worker after
  * worker_retry_interval).  Every subtransaction is rolled back and released
@@ -120,7 +121,8 @@ write_checkpoint(const char *name, const EsRunResult *r)
  * is_cancel
  *		Errors that mean "stop", not "this projection failed": cancellation
  *		(query cancel and statement_timeout, 57014; operator intervention,
- *		the rest of class 57) and anything worse than ERROR.  They are
+ *		the rest of class 57), the server running out of a resource (class
+ *		53: out of memory, disk full) and anything worse than ERROR.  They are
  *		thrown on, after the subtransactions are rolled back; every other
  *		error is recorded against the projection.
  */
@@ -128,7 +130,8 @@ static bool
 is_cancel(ErrorData *edata)
 {
 	return edata->elevel > ERROR ||
-		ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION;
+		ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION ||
+		ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_INSUFFICIENT_RESOURCES;
 }
 
 /*
