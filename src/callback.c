@@ -20,9 +20,11 @@
  * query of a materialized view during a refresh: as the owner, under
  * SECURITY_RESTRICTED_OPERATION (no SET ROLE, no temporary objects, nothing
  * left in the session), with search_path pinned in a GUC nest level of its
- * own; and each single call (es_callback_invoke) in a further nest level
- * that is rolled back when it returns, so nothing a callback sets with
- * set_config or SET survives it.  Its result then depends only on the
+ * own that is rolled back when the scope ends, so nothing a callback sets
+ * with set_config or SET survives it.  A scope is one call of a handler,
+ * reset, upcaster or decide, and one fold's run of evolve calls (a nest
+ * level per evolve call would cost more than a cheap evolve: PostgreSQL 15
+ * walks every setting to leave one).  Its result then depends only on the
  * definition and the events, never on who happened to call, with which
  * search_path, or in which session.
  *
@@ -299,23 +301,16 @@ es_scope_exit(EsCallScope *scope)
 
 /*
  * es_callback_invoke
- *		Call a user function (inside a scope) in a GUC nest level of its own,
- *		rolled back when it returns: what one call sets, even with SET or
- *		set_config(..., false), is not seen by the next call nor by the
- *		caller.
+ *		Call a user function, inside a scope (whose end rolls back what the
+ *		call set).  A callback that reads through the API recurses into
+ *		further callbacks: that fails with a stack-depth error rather than
+ *		crash.
  */
 Datum
 es_callback_invoke(FunctionCallInfo fcinfo)
 {
-	int			level;
-	Datum		result;
-
-	/* a callback that reads through the API recurses: fail, do not crash */
 	check_stack_depth();
-	level = NewGUCNestLevel();
-	result = FunctionCallInvoke(fcinfo);
-	AtEOXact_GUC(false, level);
-	return result;
+	return FunctionCallInvoke(fcinfo);
 }
 
 /*

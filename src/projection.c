@@ -345,14 +345,11 @@ es_projection_apply(const EsProjection *p, TupleTableSlot *slot, int64 position)
 	{
 		ParamListInfo params = makeParamList(1);
 		int			rc;
-		int			level;
 
 		params->params[0].value = ExecFetchSlotHeapTupleDatum(slot);
 		params->params[0].isnull = false;
 		params->params[0].pflags = PARAM_FLAG_CONST;
 		params->params[0].ptype = p->event_type;
-		/* like es_callback_invoke: what the statement sets does not stay */
-		level = NewGUCNestLevel();
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		rc = SPI_execute_plan_with_paramlist(p->sqlplan, params, p->sql_readonly, 0);
@@ -365,7 +362,6 @@ es_projection_apply(const EsProjection *p, TupleTableSlot *slot, int64 position)
 					 errhint("A handler runs inside the appending or running transaction: "
 							 "it cannot commit, roll back, use savepoints or COPY to the client.")));
 		SPI_finish();
-		AtEOXact_GUC(false, level);
 	}
 	else
 	{
