@@ -279,7 +279,8 @@ extern void es_projection_from_tuple(HeapTuple tup, TupleDesc desc, EsProjection
 									 MemoryContext mcxt);
 extern void es_projection_prepare(EsProjection *p, MemoryContext mcxt);
 extern bool es_projection_matches(const EsProjection *p, const char *type);
-extern void es_projection_apply(const EsProjection *p, TupleTableSlot *slot, int64 position);
+extern void es_projection_apply(const EsProjection *p, TupleTableSlot *slot, int64 position,
+								bool in_scope);
 extern void es_projection_call_reset(const EsProjection *p);
 extern void es_projection_check_owner(const char *name, Oid owner);
 extern void es_projection_not_found(const char *name);

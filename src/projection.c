@@ -315,7 +315,9 @@ apply_error_context(void *arg)
 /*
  * es_projection_apply
  *		Call the projection's handler for the event in slot, as its owner
- *		(callback.c's call scope).
+ *		(callback.c's call scope): in a scope of its own, or, with
+ *		in_scope, in the one the caller entered for the projection (an async
+ *		run enters one for all the events it applies).
  *
  * The caller has upcast the event and checked its type.  An error in the
  * handler propagates, with a CONTEXT line naming the projection and event;
@@ -323,7 +325,8 @@ apply_error_context(void *arg)
  * (sub)transaction abort.
  */
 void
-es_projection_apply(const EsProjection *p, TupleTableSlot *slot, int64 position)
+es_projection_apply(const EsProjection *p, TupleTableSlot *slot, int64 position,
+					bool in_scope)
 {
 	EsCallScope scope;
 	ErrorContextCallback errcallback;
@@ -340,7 +343,8 @@ es_projection_apply(const EsProjection *p, TupleTableSlot *slot, int64 position)
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
 
-	es_scope_enter(&scope, p->owner, p->search_path);
+	if (!in_scope)
+		es_scope_enter(&scope, p->owner, p->search_path);
 	if (p->sqlplan != NULL)
 	{
 		ParamListInfo params = makeParamList(1);
@@ -370,7 +374,8 @@ es_projection_apply(const EsProjection *p, TupleTableSlot *slot, int64 position)
 		fcinfo->args[0].isnull = false;
 		(void) es_callback_invoke(fcinfo);
 	}
-	es_scope_exit(&scope);
+	if (!in_scope)
+		es_scope_exit(&scope);
 
 	error_context_stack = errcallback.previous;
 }
@@ -572,7 +577,7 @@ es_dispatch_inline(PG_FUNCTION_ARGS)
 			continue;
 		if (!p->ready)
 			es_projection_prepare(p, c->cxt);
-		es_projection_apply(p, slot, position);
+		es_projection_apply(p, slot, position, false);
 	}
 	es_append_firing_resume();
 	ExecDropSingleTupleTableSlot(slot);

@@ -168,7 +168,9 @@ typedef struct EsReplay
  * Events are filtered by the type they will have once upcast (found from
  * the registry alone), and only the projection's own events are upcast: an
  * upcaster that fails on an event the projection does not receive does not
- * concern it.
+ * concern it.  The whole replay runs in one call scope of the projection's
+ * owner (callback.c): one GUC nest level for all its handler calls, as for
+ * the evolve calls of a fold, rather than one per event.
  *
  * Progress is kept in *r as it goes, for a caller that catches an error.
  */
@@ -181,6 +183,7 @@ replay_events(EsProjection *p, int64 after, int64 max_events, int64 stop_at,
 	TupleTableSlot *slot;
 	bool		complete = false;
 	EsUpcaster *upcaster;
+	EsCallScope scope;
 
 	r->applied = 0;
 	r->upto = after;
@@ -192,6 +195,7 @@ replay_events(EsProjection *p, int64 after, int64 max_events, int64 stop_at,
 	/* the scan hands out stored events; this loop upcasts the matching ones */
 	upcaster = scan->upcaster;
 	scan->upcaster = NULL;
+	es_scope_enter(&scope, p->owner, p->search_path);
 	while (max_events < 0 || r->applied < max_events)
 	{
 		bool		isnull;
@@ -220,7 +224,7 @@ replay_events(EsProjection *p, int64 after, int64 max_events, int64 stop_at,
 		{
 			r->in_event = true;
 			es_upcast_slot(upcaster, slot);
-			es_projection_apply(p, slot, r->current);
+			es_projection_apply(p, slot, r->current, true);
 			r->in_event = false;
 			r->applied++;
 		}
@@ -228,6 +232,7 @@ replay_events(EsProjection *p, int64 after, int64 max_events, int64 stop_at,
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(eval_cxt);
 	}
+	es_scope_exit(&scope);
 	r->complete = complete;
 	if (complete && scan->high > r->upto)
 		r->upto = scan->high;
