@@ -550,6 +550,8 @@ es_dispatch_inline(PG_FUNCTION_ARGS)
 
 	if (!es_append_firing())
 		return PointerGetDatum(NULL);
+	/* a 200,000-event batch fires this 200,000 times: stay cancellable */
+	CHECK_FOR_INTERRUPTS();
 
 	cat = es_catalog();
 	if (!OidIsValid(cat->projections))
