@@ -25,6 +25,7 @@ OBJS = \
 	src/audit.o \
 	src/wait.o \
 	src/projection.o \
+	src/projection_def.o \
 	src/projection_run.o \
 	src/worker.o
 
