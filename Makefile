@@ -27,7 +27,8 @@ OBJS = \
 	src/projection.o \
 	src/projection_def.o \
 	src/projection_run.o \
-	src/worker.o
+	src/worker.o \
+	src/launcher.o
 
 DATA = $(wildcard event_sourcing--*.sql)
 

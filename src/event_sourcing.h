@@ -308,7 +308,12 @@ extern EsFound es_projection_read(const char *name, EsLockMode lock, EsProjectio
 extern int64 es_projection_run_all(int32 max_events, int retry_failed_ms,
 									long *retry_due_ms, bool *has_async);
 
-/* worker.c: the background worker */
+/* worker.c: the background workers (settings shared with launcher.c) */
+extern char *es_worker_databases;
+extern int	es_worker_restart_interval;
+extern bool es_worker_reload_config(void);
+extern List *es_worker_listed_databases(void);
+extern bool es_worker_name_in_list(List *names, const char *dbname);
 extern void es_worker_init(void);
 
 #endif							/* EVENT_SOURCING_H */
