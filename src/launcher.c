@@ -2,11 +2,11 @@
  *
  * launcher.c
  *	  The launcher of the background workers: one database worker per
- *	  database in event_sourcing.es_worker_databases.
+ *	  database in event_sourcing.worker_databases.
  *
  * It starts workers for databases added to the list and stops those of
  * databases removed from it at reload, restarts a worker that exited (after
- * event_sourcing.es_worker_restart_interval), and skips names that are not
+ * event_sourcing.worker_restart_interval), and skips names that are not
  * databases (logging each once).  A worker claims its database's slot in
  * shared memory (wait.c) when it starts, so a launcher that was itself
  * restarted adopts the workers that are still running instead of starting
@@ -113,7 +113,7 @@ start_worker(EsWorkerSlot *slot)
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start the event_sourcing worker for database \"%s\"", slot->dbname),
-				 errhint("Raise max_worker_processes: it needs one more than the number of databases in event_sourcing.es_worker_databases.")));
+				 errhint("Raise max_worker_processes: it needs one more than the number of databases in event_sourcing.worker_databases.")));
 	}
 }
 
@@ -144,7 +144,7 @@ stop_unlisted_workers(List *names)
 
 /*
  * sync_workers
- *		Make the running workers match event_sourcing.es_worker_databases:
+ *		Make the running workers match event_sourcing.worker_databases:
  *		exactly one per listed database.
  *
  * A database counts as served when a worker holds its slot in shared
@@ -215,7 +215,7 @@ sync_workers(EsWorkerSlot *slots, int *nslots)
 		{
 			if (!slot->missing_logged)
 				ereport(LOG,
-						(errmsg("event_sourcing: database \"%s\" in event_sourcing.es_worker_databases does not exist",
+						(errmsg("event_sourcing: database \"%s\" in event_sourcing.worker_databases does not exist",
 								slot->dbname)));
 			slot->missing_logged = true;
 			continue;
