@@ -64,36 +64,6 @@ batch_error(int i, const char *msg, const char *hint)
 }
 
 /*
- * value_kind
- *		"object", "array", "string", ... of a JSON value taken from a
- *		container, for error details.
- */
-static const char *
-value_kind(const JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "string";
-		case jbvNumeric:
-			return "number";
-		case jbvBool:
-			return "boolean";
-		case jbvBinary:
-			if (JsonContainerIsObject(v->val.binary.data))
-				return "object";
-			if (JsonContainerIsArray(v->val.binary.data))
-				return "array";
-			break;
-		default:
-			break;
-	}
-	return "unknown";
-}
-
-/*
  * batch_kind_error
  *		Report a malformed batch where a value of the wrong JSON kind was
  *		given: the event itself (key NULL) or the value of one of its keys.
@@ -107,8 +77,8 @@ batch_kind_error(int i, const char *key, const JsonbValue *v,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("malformed event batch: %s", msg),
 			 key ? errdetail(EVENT_DETAIL ", whose \"%s\" is a JSON %s.",
-							 i + 1, key, value_kind(v)) :
-			 errdetail(EVENT_DETAIL ", a JSON %s.", i + 1, value_kind(v)),
+							 i + 1, key, es_jsonb_value_kind(v)) :
+			 errdetail(EVENT_DETAIL ", a JSON %s.", i + 1, es_jsonb_value_kind(v)),
 			 hint ? errhint("%s", hint) : 0));
 }
 

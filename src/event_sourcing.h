@@ -86,6 +86,7 @@ extern void es_check_name(const char *what, int len);
 extern void es_check_stream_id(text *stream_id);
 extern void es_check_object(Jsonb *jb, const char *what);
 extern const char *es_jsonb_kind(Jsonb *jb);
+extern const char *es_jsonb_value_kind(const JsonbValue *v);
 extern int	es_category_len(text *stream_id);
 
 /* callback.c: user functions called from C */
@@ -302,6 +303,7 @@ typedef enum EsFound
 } EsFound;
 
 extern EsFound es_projection_read(const char *name, EsLockMode lock, EsProjection *p);
+extern void es_projection_read_owned(const char *name, EsProjection *p);
 
 
 /* projection_run.c: driving async projections (SQL functions, the worker) */

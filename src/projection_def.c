@@ -87,6 +87,24 @@ es_projection_check_owner(const char *name, Oid owner)
 }
 
 /*
+ * es_projection_read_owned
+ *		Read and lock (FOR UPDATE) a definition the caller may change: 42704
+ *		when it does not exist, 42501 unless the caller is a member of its
+ *		owner.  The owner is checked before the row is locked (a non-owner
+ *		never waits for a run in progress), and again after.
+ */
+void
+es_projection_read_owned(const char *name, EsProjection *p)
+{
+	if (es_projection_read(name, ES_LOCK_NONE, p) != ES_FOUND)
+		es_projection_not_found(name);
+	es_projection_check_owner(name, p->owner);
+	if (es_projection_read(name, ES_LOCK_WAIT, p) != ES_FOUND)
+		es_projection_not_found(name);
+	es_projection_check_owner(name, p->owner);
+}
+
+/*
  * es_projection_not_found
  *		The 42704 error for an unknown projection name.
  */
@@ -244,13 +262,7 @@ es_drop_projection(PG_FUNCTION_ARGS)
 	name = es_projection_name_arg(fcinfo, 0);
 	PreventCommandIfReadOnly("es_drop_projection()");
 	cat = es_projections_available();
-	/* the owner is checked before the row is locked, and again after */
-	if (es_projection_read(name, ES_LOCK_NONE, &p) != ES_FOUND)
-		es_projection_not_found(name);
-	es_projection_check_owner(name, p.owner);
-	if (es_projection_read(name, ES_LOCK_WAIT, &p) != ES_FOUND)
-		es_projection_not_found(name);
-	es_projection_check_owner(name, p.owner);
+	es_projection_read_owned(name, &p);
 
 	values[0] = CStringGetTextDatum(name);
 	(void) es_execute_as_owner(psprintf("DELETE FROM %s WHERE projection OPERATOR(pg_catalog.=) $1",

@@ -135,16 +135,43 @@ is_cancel(ErrorData *edata)
 }
 
 /*
- * rollback_subtransaction
- *		Roll back and release the subtransaction begun in 'caller' memory
- *		context under resource owner 'owner', and return to both.
+ * in_subtransaction
+ *		Run fn(arg) in a subtransaction of its own.  Returns NULL when it
+ *		succeeded (its work now belongs to the caller's transaction), else
+ *		its error, copied into the caller's memory context, with the
+ *		subtransaction already rolled back and released: the caller is left
+ *		in the state it was in before.  Cancellation (is_cancel) is thrown
+ *		on, after the same rollback.
  */
-static void
-rollback_subtransaction(MemoryContext caller, ResourceOwner owner)
+static ErrorData *
+in_subtransaction(void (*fn) (void *arg), void *arg)
 {
-	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContext caller = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile error = NULL;
+
+	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(caller);
-	CurrentResourceOwner = owner;
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller);
+		error = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(caller);
+		CurrentResourceOwner = owner;
+	}
+	PG_END_TRY();
+	if (error != NULL && is_cancel(error))
+		ReThrowError(error);
+	return error;
 }
 
 /* Where a replay of the log into a projection stands (replay_events). */
@@ -241,6 +268,28 @@ replay_events(EsProjection *p, int64 after, int64 max_events, int64 stop_at,
 	MemoryContextDelete(eval_cxt);
 }
 
+/* The arguments of replay_events, for in_subtransaction. */
+typedef struct EsReplayCall
+{
+	EsProjection *p;
+	int64		after;
+	int64		max_events;
+	int64		stop_at;
+	volatile EsReplay *r;
+} EsReplayCall;
+
+/*
+ * replay_call
+ *		replay_events, called through in_subtransaction.
+ */
+static void
+replay_call(void *arg)
+{
+	EsReplayCall *c = (EsReplayCall *) arg;
+
+	replay_events(c->p, c->after, c->max_events, c->stop_at, c->r);
+}
+
 /*
  * apply_events
  *		Apply the events after p->position to an async projection (at most
@@ -255,40 +304,21 @@ static bool
 apply_events(EsProjection *p, int32 max_events, int64 stop_at,
 			  int64 *applied, int64 *last, ErrorData **error, int64 *failed_at)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
 	volatile EsReplay r;
-	volatile bool ok = true;
+	EsReplayCall call = {p, p->position, max_events, stop_at, &r};
+	ErrorData  *edata;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller);
-	PG_TRY();
-	{
-		replay_events(p, p->position, max_events, stop_at, &r);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(caller);
-		edata = CopyErrorData();
-		FlushErrorState();
-		/* never leave the subtransaction behind: it is the caller's state */
-		rollback_subtransaction(caller, owner);
-		if (!r.in_event || is_cancel(edata))
-			ReThrowError(edata);
-		*error = edata;
-		*failed_at = r.current;
-		ok = false;
-	}
-	PG_END_TRY();
-
+	edata = in_subtransaction(replay_call, &call);
+	/* an error outside any event is not this event's failure */
+	if (edata != NULL && !r.in_event)
+		ReThrowError(edata);
 	*applied = r.applied;
 	*last = r.upto;
-	return ok;
+	if (edata == NULL)
+		return true;
+	*error = edata;
+	*failed_at = r.current;
+	return false;
 }
 
 /*
@@ -349,6 +379,26 @@ run_one(EsProjection *p, int32 max_events, EsRunResult *r)
 	write_checkpoint(p->name, r);
 }
 
+/* The arguments and result of run_one, for in_subtransaction. */
+typedef struct EsRunCall
+{
+	EsProjection *p;
+	int32		max_events;
+	EsRunResult r;
+} EsRunCall;
+
+/*
+ * run_call
+ *		run_one, called through in_subtransaction.
+ */
+static void
+run_call(void *arg)
+{
+	EsRunCall  *c = (EsRunCall *) arg;
+
+	run_one(c->p, c->max_events, &c->r);
+}
+
 /*
  * run_guarded
  *		run_one in a subtransaction of its own: an error that is not a
@@ -359,47 +409,28 @@ run_one(EsProjection *p, int32 max_events, EsRunResult *r)
 static int64
 run_guarded(EsProjection *p, int32 max_events)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
+	EsRunCall	call;
 	EsRunResult r;
-	volatile int64 applied = 0;
+	ErrorData  *edata;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller);
-	PG_TRY();
-	{
-		run_one(p, max_events, &r);
-		applied = r.applied;
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+	call.p = p;
+	call.max_events = max_events;
+	edata = in_subtransaction(run_call, &call);
+	if (edata == NULL)
+		return call.r.applied;
 
-		MemoryContextSwitchTo(caller);
-		edata = CopyErrorData();
-		FlushErrorState();
-		rollback_subtransaction(caller, owner);
-		if (is_cancel(edata))
-			ReThrowError(edata);
-
-		memset(&r, 0, sizeof(r));
-		r.checkpoint = p->position;
-		r.failed = true;
-		r.failed_position = 0;
-		r.error = edata->message ? edata->message : "unknown error";
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("projection \"%s\" failed: %s", p->name, r.error),
-				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
-				 edata->hint ? errhint("%s", edata->hint) : 0));
-		write_checkpoint(p->name, &r);
-		applied = 0;
-	}
-	PG_END_TRY();
-	return applied;
+	memset(&r, 0, sizeof(r));
+	r.checkpoint = p->position;
+	r.failed = true;
+	r.failed_position = 0;
+	r.error = edata->message ? edata->message : "unknown error";
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("projection \"%s\" failed: %s", p->name, r.error),
+			 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+			 edata->hint ? errhint("%s", edata->hint) : 0));
+	write_checkpoint(p->name, &r);
+	return 0;
 }
 
 /*
@@ -673,6 +704,25 @@ event_at_scan(int64 position, bool upcast)
 	return result;
 }
 
+/* The argument and result of event_at_scan, for in_subtransaction. */
+typedef struct EsEventAtCall
+{
+	int64		position;
+	Datum		result;
+} EsEventAtCall;
+
+/*
+ * event_at_upcast
+ *		event_at_scan of the upcast event, called through in_subtransaction.
+ */
+static void
+event_at_upcast(void *arg)
+{
+	EsEventAtCall *c = (EsEventAtCall *) arg;
+
+	c->result = event_at_scan(c->position, true);
+}
+
 /*
  * event_at
  *		The event at a global position as the handler saw it: upcast, or as
@@ -681,35 +731,11 @@ event_at_scan(int64 position, bool upcast)
 static Datum
 event_at(int64 position)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile Datum result = (Datum) 0;
+	EsEventAtCall call = {position, (Datum) 0};
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(caller);
-	PG_TRY();
-	{
-		result = event_at_scan(position, true);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(caller);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(caller);
-		edata = CopyErrorData();
-		FlushErrorState();
-		rollback_subtransaction(caller, owner);
-		if (is_cancel(edata))
-			ReThrowError(edata);
-		result = (Datum) 0;
-	}
-	PG_END_TRY();
-	if (result == (Datum) 0)
-		result = event_at_scan(position, false);
-	return result;
+	if (in_subtransaction(event_at_upcast, &call) != NULL)
+		return event_at_scan(position, false);
+	return call.result;
 }
 
 PG_FUNCTION_INFO_V1(es_projection_skip);
@@ -734,13 +760,7 @@ es_projection_skip(PG_FUNCTION_ARGS)
 
 	PreventCommandIfReadOnly("es_projection_skip()");
 	cat = es_projections_available();
-	/* the owner is checked before the row is locked, and again after */
-	if (es_projection_read(name, ES_LOCK_NONE, &p) != ES_FOUND)
-		es_projection_not_found(name);
-	es_projection_check_owner(name, p.owner);
-	if (es_projection_read(name, ES_LOCK_WAIT, &p) != ES_FOUND)
-		es_projection_not_found(name);
-	es_projection_check_owner(name, p.owner);
+	es_projection_read_owned(name, &p);
 	if (p.is_inline)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),

@@ -57,21 +57,14 @@ es_check_stream_id(text *stream_id)
 }
 
 /*
- * es_jsonb_kind
- *		"object", "array", "string", ... for error details.
+ * es_jsonb_value_kind
+ *		"object", "array", "string", ... of a JSON value (a scalar, or a
+ *		container taken from another one), for error details.
  */
 const char *
-es_jsonb_kind(Jsonb *jb)
+es_jsonb_value_kind(const JsonbValue *v)
 {
-	JsonbValue	v;
-
-	if (JB_ROOT_IS_OBJECT(jb))
-		return "object";
-	if (JB_ROOT_IS_ARRAY(jb) && !JB_ROOT_IS_SCALAR(jb))
-		return "array";
-	if (!JsonbExtractScalar(&jb->root, &v))
-		return "unknown";
-	switch (v.type)
+	switch (v->type)
 	{
 		case jbvNull:
 			return "null";
@@ -81,9 +74,35 @@ es_jsonb_kind(Jsonb *jb)
 			return "number";
 		case jbvBool:
 			return "boolean";
+		case jbvBinary:
+			if (JsonContainerIsObject(v->val.binary.data))
+				return "object";
+			if (JsonContainerIsArray(v->val.binary.data))
+				return "array";
+			break;
 		default:
-			return "unknown";
+			break;
 	}
+	return "unknown";
+}
+
+/*
+ * es_jsonb_kind
+ *		"object", "array", "string", ... of a jsonb datum, for error details.
+ */
+const char *
+es_jsonb_kind(Jsonb *jb)
+{
+	JsonbValue	v;
+
+	/* a scalar is stored as a one-element array: look inside it */
+	if (!JsonbExtractScalar(&jb->root, &v))
+	{
+		v.type = jbvBinary;
+		v.val.binary.data = &jb->root;
+		v.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	}
+	return es_jsonb_value_kind(&v);
 }
 
 /*
