@@ -16,6 +16,7 @@ OBJS = \
 	src/batch.o \
 	src/append.o \
 	src/position.o \
+	src/mark.o \
 	src/read.o \
 	src/immutable.o \
 	src/callback.o \

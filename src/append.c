@@ -425,7 +425,7 @@ insert_event(EsAppendState *st, text *stream_id, int64 version,
 	if (!ev->id_given)
 		es_uuidv7(&ev->id);
 
-	values[Anum_es_events_global_position - 1] = Int64GetDatum(nextval_internal(seqoid, false));
+	values[Anum_es_events_global_position - 1] = Int64GetDatum(es_next_position(seqoid));
 	values[Anum_es_events_stream_id - 1] = PointerGetDatum(stream_id);
 	values[Anum_es_events_stream_version - 1] = Int64GetDatum(version);
 	values[Anum_es_events_event_id - 1] = UUIDPGetDatum(&ev->id);

@@ -67,7 +67,8 @@ es_catalog_relcache_callback(Datum arg, Oid relid)
 		relid == cache.upcasters ||
 		relid == cache.upcasters_pkey ||
 		(OidIsValid(cache.projections) &&
-		 (relid == cache.projections || relid == cache.dead_letters)))
+		 (relid == cache.projections || relid == cache.dead_letters)) ||
+		(OidIsValid(cache.log_mark) && relid == cache.log_mark))
 	{
 		cache_valid = false;
 		generation++;
@@ -284,6 +285,8 @@ es_catalog(void)
 		/* added in 1.1: absent until ALTER EXTENSION event_sourcing UPDATE */
 		c.projections = get_relname_relid("es_projection_defs", c.namespace);
 		c.dead_letters = get_relname_relid("es_dead_letters", c.namespace);
+		/* added in 1.3 */
+		c.log_mark = get_relname_relid("es_log_mark", c.namespace);
 		c.owner = relation_owner(c.events);
 		/* 1.2: definitions record their owner and search_path */
 		c.owners = get_attnum(c.aggregates, "owner") != InvalidAttrNumber;

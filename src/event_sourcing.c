@@ -43,6 +43,10 @@ _PG_init(void)
 
 	es_audit_init();
 	es_wait_init();
+	/* after es_wait_init: commit callbacks run newest first, so a finished
+	 * appender's slot is cleared before es_wait's waiters are woken */
+	es_position_init();
+	es_log_mark_init();
 	es_worker_init();
 
 	MarkGUCPrefixReserved("event_sourcing");

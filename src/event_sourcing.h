@@ -59,6 +59,7 @@ typedef struct EsCatalog
 	Oid			upcasters_pkey; /* (event_type, from_schema) */
 	Oid			projections;	/* es_projection_defs (InvalidOid before 1.1) */
 	Oid			dead_letters;	/* es_dead_letters */
+	Oid			log_mark;		/* es_log_mark (InvalidOid before 1.3) */
 	Oid			owner;			/* owner of es_events: the extension's owner */
 	bool		owners;			/* 1.2: definitions have owner, search_path */
 } EsCatalog;
@@ -165,6 +166,7 @@ extern pid_t es_worker_holder(const char *dbname);
 extern int	es_worker_holders(char (*dbnames)[NAMEDATALEN], pid_t *pids, int max);
 extern uint64 es_worker_wakes(EsWorkerWake *w);
 extern void es_worker_wake_set_interest(EsWorkerWake *w, bool has_async);
+extern bool es_worker_attach_mark_writer(void);
 
 /* uuidv7.c: time-ordered event ids */
 extern void es_uuidv7(pg_uuid_t *uuid);
@@ -196,8 +198,18 @@ extern bool es_append_firing(void);
 extern void es_append_firing_suspend(void);
 extern void es_append_firing_resume(void);
 
-/* position.c: the high-water mark of the global log */
+/* position.c: the safe bound of the global log, drawing positions */
 extern int64 es_high_water_mark(const EsCatalog *cat, int64 known_position);
+extern int64 es_next_position(Oid seqoid);
+extern void es_position_init(void);
+
+/* mark.c: the bound published for hot standbys and logical replicas */
+extern int	es_log_mark_interval;
+extern bool es_log_is_remote(const EsCatalog *cat);
+extern int64 es_log_mark_read(const EsCatalog *cat);
+extern void es_check_log_writable(void);
+extern void es_log_mark_supervise(const char *dbname);
+extern void es_log_mark_init(void);
 
 /* read.c: reading one stream, for the fold */
 typedef struct EsStreamScan

@@ -1,39 +1,58 @@
 /*-------------------------------------------------------------------------
  *
  * position.c
- *	  The high-water mark of the global log.
+ *	  The safe bound of the global log (the high-water mark), and the one
+ *	  way es_append draws positions.
  *
  * Positions come from a sequence, so they are handed out in one order and
  * committed in another: a transaction that took position 7 may commit after
  * the one that took position 8.  A reader that returned 8 and then asked for
  * "everything after 8" would never see 7.  The read paths therefore return
- * positions only up to a high-water mark below which nothing can change any
- * more.
+ * positions only up to a bound below which nothing can change any more:
  *
- * The mark rests on one property of nextval() (commands/sequence.c,
- * lock_and_open_sequence): before a transaction takes its first value from a
- * sequence it acquires RowExclusiveLock on the sequence, owned by the
- * top-level transaction and held until it ends.  So:
+ *		bound = min(L, F - 1)
  *
- *	1. read the sequence's last_value L (the page itself, under a buffer share
- *	   lock; no lock that appenders would have to wait for);
- *	2. wait for every transaction that holds a lock conflicting with
- *	   ShareLock on the sequence at this moment (WaitForLockers, the
- *	   primitive CREATE INDEX CONCURRENTLY uses: GetLockConflicts and
- *	   VirtualXactLock, fast-path locks and prepared transactions included).
+ * where L is the sequence's last value, read first, and F the lowest
+ * position that an appending transaction still in flight may hold.  Every
+ * position <= bound was drawn by a transaction that has committed (and is
+ * visible to any snapshot taken afterwards) or will never be used.  Nothing
+ * waits: an appender that sits idle in its transaction holds back only the
+ * positions from its own first one on.
  *
- * Every position <= L was handed out by a transaction that took the lock
- * before L was written, so after step 2 each of them has committed (and is
- * visible to any snapshot taken afterwards, since locks are released after
- * the transaction leaves the proc array) or aborted (and its positions will
- * never be used).  Transactions that start appending after step 1 get
- * positions > L and do not matter.  Transactions that merely have an xid, or
- * are open for long without appending, hold no lock on the sequence and do
- * not delay readers.  The append path pays nothing for this.
+ * How in-flight appenders make F known.  Before an appending transaction
+ * draws its first position (es_next_position), it publishes a lower bound
+ * of every position it will draw; after the draw it tightens the bound to
+ * the position itself.  The publication is private to the extension: no
+ * SQL function, advisory lock or monitoring query can produce or hold it.
  *
- * It requires CACHE 1 (a backend holding cached values could hand out a
- * value <= L later without touching the sequence; checked here on every
- * call) and that nothing but es_append takes values from the sequence.
+ *	- The lower bound is the sequence's last value + 1, read (like L, under
+ *	  the page's buffer lock) just before the draw.
+ *	- With the library preloaded, it goes into a slot of shared memory per
+ *	  PGPROC, then a full barrier, then nextval(), then the position itself
+ *	  into the slot.  A reader reads L, then the slots of its database's
+ *	  backends: an appender whose position is <= L drew it before L was
+ *	  read, so its slot was written before too.
+ *	- Without it (and to outlive PREPARE TRANSACTION, which hands the
+ *	  transaction to no backend), it goes into two heavyweight locks of type
+ *	  LOCKTAG_USERLOCK, a tag no SQL can make: "an appender is in flight"
+ *	  (one tag per database, readers ask GetLockConflicts about it) and "its
+ *	  positions are >= N" (N in the tag, found through GetLockStatusData,
+ *	  only when the first lock has holders), taken before the draw.
+ *	  Prepared transactions keep their locks, across restarts too.
+ *
+ * Slots and locks belong to the (sub)transaction that drew the first
+ * position: a rolled-back savepoint clears them (its positions will never be
+ * used), a released one hands them to its parent.  Commit clears them after
+ * the transaction became visible (XACT_EVENT_COMMIT follows
+ * ProcArrayEndTransaction).
+ *
+ * On a hot standby, and in a database that receives es_events by logical
+ * replication, the in-flight appenders are on another server: the bound is
+ * the mark the primary publishes (mark.c).
+ *
+ * Requirements: the sequence keeps CACHE 1 (checked on every call; a
+ * backend holding cached values could hand out a value <= L later) and
+ * nothing but es_next_position takes values from it.
  *
  *-------------------------------------------------------------------------
  */
@@ -41,24 +60,197 @@
 
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/twophase.h"
+#include "access/xact.h"
 #include "catalog/pg_sequence.h"
 #include "commands/sequence.h"
 #include "miscadmin.h"
+#include "port/atomics.h"
 #include "storage/bufmgr.h"
-#include "storage/lmgr.h"
+#include "storage/ipc.h"
+#include "storage/lock.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/syscache.h"
 
+#include "compat.h"
 #include "event_sourcing.h"
 
 /* commands/sequence.c keeps this private; it marks a sequence's page */
 #define ES_SEQ_MAGIC	0x1717
 
+/* locktag_field4 of the extension's private locks (LOCKTAG_USERLOCK) */
+#define ES_LOCK_APPENDING	0x4531	/* an appender is in flight */
+#define ES_LOCK_LOWEST		0x4532	/* its positions are >= field2:field3 */
+
+/* Shared state, present only when the library is preloaded. */
+typedef struct EsPositionShared
+{
+	int			nslots;
+	pg_atomic_uint64 lowest[FLEXIBLE_ARRAY_MEMBER];	/* per pgprocno; 0: none */
+} EsPositionShared;
+
+static EsPositionShared *position_shared = NULL;
+
+/*
+ * This backend's appending transaction: the lowest position it holds
+ * (0: none), the nesting level that owns it, and whether it is published in
+ * the private locks (always without preloading; at PREPARE with it).
+ */
+static int64 draw_lowest = 0;
+static int	draw_level = 0;
+static LocalTransactionId draw_lxid = InvalidLocalTransactionId;
+static bool exit_callback_set = false;
+
+/* the highest bound this backend returned, for its sequence: never less */
+static int64 returned_bound = 0;
+static Oid	returned_seq = InvalidOid;
+
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/*
+ * position_slots
+ *		How many slots: one per PGPROC that can run a transaction (backends,
+ *		auxiliary processes, prepared transactions' dummies).
+ */
+static int
+position_slots(void)
+{
+#if PG_VERSION_NUM >= 150000
+	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+#else
+	/* MaxBackends is not computed yet when a 14 server loads the library */
+	return MaxConnections + autovacuum_max_workers + 1 + max_worker_processes +
+		max_wal_senders + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+#endif
+}
+
+static Size
+position_shmem_size(void)
+{
+	return add_size(offsetof(EsPositionShared, lowest),
+					mul_size(position_slots(), sizeof(pg_atomic_uint64)));
+}
+
+/*
+ * position_shmem_request
+ *		Reserve the slots (PostgreSQL 15: from shmem_request_hook).
+ */
+static void
+position_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(MAXALIGN(position_shmem_size()));
+}
+
+/*
+ * position_shmem_startup
+ *		Create or attach to the slots.
+ */
+static void
+position_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	position_shared = ShmemInitStruct("event_sourcing positions", position_shmem_size(), &found);
+	if (!found)
+	{
+		position_shared->nslots = position_slots();
+		for (int i = 0; i < position_shared->nslots; i++)
+			pg_atomic_init_u64(&position_shared->lowest[i], 0);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * set_lock_tag
+ *		One of the private lock tags, in this database.
+ */
+static void
+set_lock_tag(LOCKTAG *tag, uint16 kind, int64 position)
+{
+	tag->locktag_field1 = MyDatabaseId;
+	tag->locktag_field2 = (uint32) (((uint64) position) >> 32);
+	tag->locktag_field3 = (uint32) position;
+	tag->locktag_field4 = kind;
+	tag->locktag_type = LOCKTAG_USERLOCK;
+	tag->locktag_lockmethodid = DEFAULT_LOCKMETHOD;
+}
+
+/*
+ * publish_locks
+ *		Hold the private locks saying "in flight, positions >= lowest",
+ *		owned by the current (sub)transaction so that a rollback of it
+ *		releases them.
+ */
+static void
+publish_locks(int64 lowest)
+{
+	LOCKTAG		tag;
+	ResourceOwner save = CurrentResourceOwner;
+
+	CurrentResourceOwner = CurTransactionResourceOwner;
+	set_lock_tag(&tag, ES_LOCK_APPENDING, 0);
+	(void) LockAcquire(&tag, RowExclusiveLock, false, false);
+	set_lock_tag(&tag, ES_LOCK_LOWEST, lowest);
+	(void) LockAcquire(&tag, RowExclusiveLock, false, false);
+	CurrentResourceOwner = save;
+}
+
+/*
+ * set_slot
+ *		Publish this backend's lowest position in shared memory (0: none).
+ */
+static inline void
+set_slot(uint64 value)
+{
+	pg_atomic_write_u64(&position_shared->lowest[MyProc->pgprocno], value);
+}
+
+/*
+ * clear_slot_at_exit
+ *		before_shmem_exit callback: a backend that leaves never holds a slot.
+ */
+static void
+clear_slot_at_exit(int code, Datum arg)
+{
+	if (position_shared != NULL && MyProc != NULL)
+		set_slot(0);
+	draw_lowest = 0;
+}
+
+/*
+ * forget_draw
+ *		The transaction (or the subtransaction owning the lowest position)
+ *		ended: nothing is held any more.  Locks go with their owner.
+ */
+static void
+forget_draw(void)
+{
+	if (draw_lowest != 0 && position_shared != NULL)
+		set_slot(0);
+	draw_lowest = 0;
+	draw_level = 0;
+}
+
 /*
  * check_sequence_cache
- *		Refuse to compute a mark when the sequence caches values.
+ *		Refuse to compute a bound when the sequence caches values.
  */
 static void
 check_sequence_cache(Oid seqoid)
@@ -87,9 +279,9 @@ check_sequence_cache(Oid seqoid)
  * sequence_last_value
  *		The last value handed out by the sequence, 0 if none yet.
  *
- * Reads the page directly rather than calling pg_sequence_last_value(),
- * which would take RowExclusiveLock on the sequence and so make this reader
- * one of the transactions other readers wait for.
+ * Reads the page directly under a buffer share lock (no lock an appender
+ * waits for; the buffer lock also orders this read after the nextval()
+ * calls whose values it shows).
  */
 static int64
 sequence_last_value(Oid seqoid)
@@ -127,47 +319,242 @@ sequence_last_value(Oid seqoid)
 }
 
 /*
+ * es_next_position
+ *		Draw the next global position for a row es_append is about to
+ *		insert.  The first draw of a transaction (or after the savepoint
+ *		that held the first one was rolled back) publishes a lower bound of
+ *		it before drawing; later draws cost nothing more than nextval().
+ */
+int64
+es_next_position(Oid seqoid)
+{
+	int64		position;
+
+	if (likely(draw_lowest != 0 && draw_lxid == MyProc->lxid))
+		return nextval_internal(seqoid, false);
+
+	draw_lowest = 0;
+	es_check_log_writable();
+	if (!exit_callback_set)
+	{
+		before_shmem_exit(clear_slot_at_exit, (Datum) 0);
+		exit_callback_set = true;
+	}
+
+	if (position_shared != NULL)
+	{
+		set_slot(sequence_last_value(seqoid) + 1);
+		pg_memory_barrier();
+		position = nextval_internal(seqoid, false);
+		set_slot(position);
+	}
+	else
+	{
+		publish_locks(sequence_last_value(seqoid) + 1);
+		position = nextval_internal(seqoid, false);
+	}
+
+	draw_lowest = position;
+	draw_level = GetCurrentTransactionNestLevel();
+	draw_lxid = MyProc->lxid;
+	return position;
+}
+
+/*
+ * lowest_locked_position
+ *		The lowest "positions >= N" lock held by another transaction of this
+ *		database (live or prepared), PG_INT64_MAX when there is none.
+ */
+static int64
+lowest_locked_position(void)
+{
+	LockData   *data = GetLockStatusData();
+	int64		lowest = PG_INT64_MAX;
+
+	for (int i = 0; i < data->nelements; i++)
+	{
+		LockInstanceData *l = &data->locks[i];
+		int64		position;
+
+		if (l->locktag.locktag_type != LOCKTAG_USERLOCK ||
+			l->locktag.locktag_field4 != ES_LOCK_LOWEST ||
+			l->locktag.locktag_field1 != MyDatabaseId ||
+			l->holdMask == 0 || l->pid == MyProcPid)
+			continue;
+		position = (int64) (((uint64) l->locktag.locktag_field2 << 32) |
+							l->locktag.locktag_field3);
+		lowest = Min(lowest, position);
+	}
+	pfree(data->locks);
+	pfree(data);
+	return lowest;
+}
+
+/*
+ * in_flight_bound
+ *		Lower 'bound' (read from the sequence before this is called) below
+ *		every position an appender in flight may still hold.
+ */
+static int64
+in_flight_bound(int64 bound)
+{
+	LOCKTAG		tag;
+	VirtualTransactionId *holders;
+	int			nholders;
+
+	if (position_shared != NULL)
+	{
+		int			self = MyProc->pgprocno;
+
+		/* L was read before: see the file header */
+		pg_memory_barrier();
+		for (int i = 0; i < position_shared->nslots; i++)
+		{
+			int64		lowest;
+
+			if (i == self)
+				continue;
+			lowest = (int64) pg_atomic_read_u64(&position_shared->lowest[i]);
+			/* a backend's database never changes; the slot is of its sequence */
+			if (lowest != 0 && lowest - 1 < bound &&
+				GetPGProcByNumber(i)->databaseId == MyDatabaseId)
+				bound = lowest - 1;
+		}
+	}
+
+	/* prepared appenders (and, without preloading, every appender) */
+	set_lock_tag(&tag, ES_LOCK_APPENDING, 0);
+	holders = GetLockConflicts(&tag, ShareLock, &nholders);
+	pfree(holders);
+	if (nholders > 0)
+	{
+		int64		lowest = lowest_locked_position();
+
+		if (lowest != PG_INT64_MAX && lowest - 1 < bound)
+			bound = lowest - 1;
+	}
+	return bound;
+}
+
+/*
  * es_high_water_mark
- *		The highest position below which the global log can no longer change.
+ *		The highest position at or below which the global log can no longer
+ *		change.  Never waits.
  *
  * When the sequence has not moved past known_position, there is nothing new
- * for a reader who has seen known_position, and the mark is returned at once
- * without waiting for anyone (pollers of an idle log never block).
+ * for a reader who has seen known_position, and L is returned at once.
+ * The caller must take its snapshot after this returns.
  *
- * May wait for appending transactions that are in flight at the time of the
- * call; the wait is an ordinary lock wait, so it obeys query cancel,
- * statement_timeout, lock_timeout and the deadlock detector.  The caller
- * must take its snapshot after this returns.
+ * A bound once safe stays safe (later appenders draw above L), so a session
+ * never gets a lower one than it got before: an appender between reading
+ * its lower bound and drawing may momentarily hold back more than its own
+ * position.
  */
 int64
 es_high_water_mark(const EsCatalog *cat, int64 known_position)
 {
 	Oid			seqoid = cat->position_seq;
 	int64		last;
-	LOCKTAG		tag;
+	int64		bound;
 
-	if (RecoveryInProgress())
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("the global log cannot be read on a hot standby"),
-				 errdetail("A standby cannot see which appends are still in flight on the primary, so it cannot guarantee that no event is skipped."),
-				 errhint("Read the global log from the primary; es_load and es_stream_version work on a standby.")));
+	if (es_log_is_remote(cat))
+		return es_log_mark_read(cat);
 
 	check_sequence_cache(seqoid);
 	last = sequence_last_value(seqoid);
-	if (last > known_position)
+	if (last <= known_position)
+		return last;
+	bound = in_flight_bound(last);
+
+	if (returned_seq != seqoid || returned_bound > last)
 	{
-		SET_LOCKTAG_RELATION(tag, MyDatabaseId, seqoid);
-		WaitForLockers(tag, ShareLock, false);
+		/* another sequence (the extension was created again), or reset */
+		returned_seq = seqoid;
+		returned_bound = 0;
 	}
-	return last;
+	bound = Max(bound, returned_bound);
+	returned_bound = bound;
+	return bound;
+}
+
+/*
+ * position_xact_callback
+ *		Clear the publication when the transaction ends; at PREPARE, move it
+ *		from shared memory into the private locks, which the prepared
+ *		transaction keeps.
+ */
+static void
+position_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			/* before the locks are recorded in the two-phase state */
+			if (draw_lowest != 0 && position_shared != NULL)
+				publish_locks(draw_lowest);
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			forget_draw();
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * position_subxact_callback
+ *		A rolled-back savepoint that drew the first position takes it along
+ *		(its locks too, through their resource owner); a released one gives
+ *		it to its parent.
+ */
+static void
+position_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid, void *arg)
+{
+	int			level;
+
+	if (draw_lowest == 0)
+		return;
+	level = GetCurrentTransactionNestLevel();
+	if (draw_level < level)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		forget_draw();
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		draw_level = level - 1;
+}
+
+/*
+ * es_position_init
+ *		Callbacks and, when preloaded, the shared slots; from _PG_init.
+ */
+void
+es_position_init(void)
+{
+	RegisterXactCallback(position_xact_callback, NULL);
+	RegisterSubXactCallback(position_subxact_callback, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = position_shmem_request;
+#else
+	position_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = position_shmem_startup;
 }
 
 PG_FUNCTION_INFO_V1(es_safe_position);
 
 /*
  * es_safe_position() RETURNS bigint
- *		The high-water mark, for monitoring and for clients that poll.
+ *		The safe bound, for monitoring and for clients that poll.
  */
 Datum
 es_safe_position(PG_FUNCTION_ARGS)

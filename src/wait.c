@@ -58,6 +58,7 @@ typedef struct EsWorkerWake
 	Oid			dboid;			/* InvalidOid: slot free */
 	pid_t		pid;			/* the worker holding the slot */
 	PGPROC	   *proc;			/* its PGPROC, whose latch commits set */
+	PGPROC	   *mark_proc;		/* its log mark writer (mark.c), or NULL */
 	char		dbname[NAMEDATALEN];	/* as listed in worker_databases */
 	pg_atomic_uint32 has_async;
 	pg_atomic_uint64 wakes;
@@ -76,6 +77,9 @@ static bool appended_in_xact = false;
 static bool projections_changed_in_xact = false;
 
 int			es_wait_poll_interval = 20;
+
+/* longest poll of the published mark on a standby or logical replica (ms) */
+#define ES_REMOTE_POLL_MS 5
 
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -121,6 +125,7 @@ es_wait_shmem_startup(void)
 			w->dboid = InvalidOid;
 			w->pid = 0;
 			w->proc = NULL;
+			w->mark_proc = NULL;
 			w->dbname[0] = '\0';
 			pg_atomic_init_u32(&w->has_async, 1);
 			pg_atomic_init_u64(&w->wakes, 0);
@@ -140,15 +145,20 @@ es_wait_shmem_startup(void)
  * moment reads the count before its first round, which sees this commit.
  */
 static void
-wake_worker(bool always)
+wake_worker(bool always, bool appended)
 {
 	for (int i = 0; i < ES_MAX_WORKERS; i++)
 	{
 		EsWorkerWake *w = &wait_shared->workers[i];
 		PGPROC	   *proc;
 
-		if (w->dboid != MyDatabaseId ||
-			!(always || pg_atomic_read_u32(&w->has_async) != 0))
+		if (w->dboid != MyDatabaseId)
+			continue;
+		/* the log moved: its mark writer publishes the new bound */
+		proc = ((volatile EsWorkerWake *) w)->mark_proc;
+		if (appended && proc != NULL)
+			SetLatch(&proc->procLatch);
+		if (!(always || pg_atomic_read_u32(&w->has_async) != 0))
 			continue;
 		/* a full barrier: the commit is visible before the count moves */
 		(void) pg_atomic_fetch_add_u64(&w->wakes, 1);
@@ -162,9 +172,9 @@ wake_worker(bool always)
  * es_wait_xact_callback
  *		Wake the waiters when a transaction that appended commits.
  *
- * XACT_EVENT_COMMIT comes after the transaction became visible and before
- * it releases its locks; a woken waiter's high-water mark waits those few
- * microseconds for the locks.
+ * XACT_EVENT_COMMIT comes after the transaction became visible; position.c's
+ * callback, which runs before this one, has already withdrawn the
+ * transaction's claim on the log, so a woken waiter sees the bound move.
  */
 static void
 es_wait_xact_callback(XactEvent event, void *arg)
@@ -177,7 +187,7 @@ es_wait_xact_callback(XactEvent event, void *arg)
 			{
 				if (appended_in_xact)
 					ConditionVariableBroadcast(&wait_shared->appended);
-				wake_worker(projections_changed_in_xact);
+				wake_worker(projections_changed_in_xact, appended_in_xact);
 			}
 			appended_in_xact = false;
 			projections_changed_in_xact = false;
@@ -227,8 +237,58 @@ release_worker_wake(int code, Datum arg)
 	w->dboid = InvalidOid;
 	w->pid = 0;
 	w->proc = NULL;
+	w->mark_proc = NULL;
 	w->dbname[0] = '\0';
 	SpinLockRelease(&wait_shared->mutex);
+}
+
+/*
+ * detach_mark_writer
+ *		on_shmem_exit callback of a log mark writer: commits stop waking it.
+ */
+static void
+detach_mark_writer(int code, Datum arg)
+{
+	SpinLockAcquire(&wait_shared->mutex);
+	for (int i = 0; i < ES_MAX_WORKERS; i++)
+	{
+		EsWorkerWake *w = &wait_shared->workers[i];
+
+		if (w->mark_proc == MyProc)
+			w->mark_proc = NULL;
+	}
+	SpinLockRelease(&wait_shared->mutex);
+}
+
+/*
+ * es_worker_attach_mark_writer
+ *		Make the calling log mark writer the one commits in its database
+ *		wake.  false when no database worker holds this database's slot (the
+ *		writer's parent is gone: the writer exits).
+ */
+bool
+es_worker_attach_mark_writer(void)
+{
+	bool		attached = false;
+
+	if (wait_shared == NULL)
+		return false;
+	SpinLockAcquire(&wait_shared->mutex);
+	for (int i = 0; i < ES_MAX_WORKERS; i++)
+	{
+		EsWorkerWake *w = &wait_shared->workers[i];
+
+		if (w->dboid == MyDatabaseId)
+		{
+			w->mark_proc = MyProc;
+			attached = true;
+			break;
+		}
+	}
+	SpinLockRelease(&wait_shared->mutex);
+	if (attached)
+		on_shmem_exit(detach_mark_writer, (Datum) 0);
+	return attached;
 }
 
 /*
@@ -440,6 +500,8 @@ es_wait(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 	int64		result;
 	const EsCatalog *cat;
+	bool		remote;
+	bool		sleep_on_cv;
 
 	es_check_not_null(fcinfo, 0, "after_position");
 	es_check_not_null(fcinfo, 1, "timeout_ms");
@@ -459,7 +521,10 @@ es_wait(PG_FUNCTION_ARGS)
 
 	cat = es_catalog();
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
-	if (wait_shared != NULL)
+	/* on a standby or logical replica no commit here wakes us: poll the mark */
+	remote = es_log_is_remote(cat);
+	sleep_on_cv = wait_shared != NULL && !remote;
+	if (sleep_on_cv)
 		ConditionVariablePrepareToSleep(&wait_shared->appended);
 
 	for (;;)
@@ -483,20 +548,21 @@ es_wait(PG_FUNCTION_ARGS)
 			break;
 		}
 
-		if (wait_shared != NULL)
+		if (sleep_on_cv)
 			(void) ConditionVariableTimedSleep(&wait_shared->appended,
 											   Min(remaining, 1000),
 											   PG_WAIT_EXTENSION);
 		else
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 Min(remaining, es_wait_poll_interval),
+							 Min(remaining, remote ? Min(es_wait_poll_interval, ES_REMOTE_POLL_MS) :
+								 es_wait_poll_interval),
 							 PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 		}
 	}
 
-	if (wait_shared != NULL)
+	if (sleep_on_cv)
 		ConditionVariableCancelSleep();
 	PG_RETURN_INT64(result);
 }

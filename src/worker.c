@@ -693,6 +693,9 @@ es_worker_main(Datum main_arg)
 
 		CHECK_FOR_INTERRUPTS();
 		(void) worker_reload();
+		/* the writer of this database's log mark runs beside us (mark.c) */
+		if (worker_wake != NULL)
+			es_log_mark_supervise(worker_dbname);
 
 		/* commits from here on are either seen by the round or move the count */
 		if (worker_wake != NULL)
