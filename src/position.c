@@ -104,6 +104,7 @@ static EsPositionShared *position_shared = NULL;
  */
 static int64 draw_lowest = 0;
 static int	draw_level = 0;
+static bool slot_published = false;	/* the slot is not 0 (maybe mid-draw) */
 static LocalTransactionId draw_lxid = InvalidLocalTransactionId;
 static bool exit_callback_set = false;
 
@@ -242,8 +243,9 @@ clear_slot_at_exit(int code, Datum arg)
 static void
 forget_draw(void)
 {
-	if (draw_lowest != 0 && position_shared != NULL)
+	if (slot_published)
 		set_slot(0);
+	slot_published = false;
 	draw_lowest = 0;
 	draw_level = 0;
 }
@@ -343,6 +345,9 @@ es_next_position(Oid seqoid)
 
 	if (position_shared != NULL)
 	{
+		/* if nextval() fails, the (sub)transaction's abort clears the slot */
+		slot_published = true;
+		draw_level = GetCurrentTransactionNestLevel();
 		set_slot(sequence_last_value(seqoid) + 1);
 		pg_memory_barrier();
 		position = nextval_internal(seqoid, false);
@@ -517,7 +522,7 @@ position_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	int			level;
 
-	if (draw_lowest == 0)
+	if (draw_lowest == 0 && !slot_published)
 		return;
 	level = GetCurrentTransactionNestLevel();
 	if (draw_level < level)
