@@ -16,6 +16,7 @@
 #include "catalog/pg_proc.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/tuplestore.h"
 
@@ -59,6 +60,15 @@ InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
 /* MarkGUCPrefixReserved (PostgreSQL 15) was EmitWarningsOnPlaceholders */
 #if PG_VERSION_NUM < 150000
 #define MarkGUCPrefixReserved(prefix) EmitWarningsOnPlaceholders(prefix)
+#endif
+
+/* this backend's PGPROC number and local transaction id (renamed in 17) */
+#if PG_VERSION_NUM >= 170000
+#define es_my_procno() (MyProcNumber)
+#define es_my_lxid() (MyProc->vxid.lxid)
+#else
+#define es_my_procno() (MyProc->pgprocno)
+#define es_my_lxid() (MyProc->lxid)
 #endif
 
 #endif							/* ES_COMPAT_H */

@@ -99,8 +99,8 @@ static EsPositionShared *position_shared = NULL;
 
 /*
  * This backend's appending transaction: the lowest position it holds
- * (0: none), the nesting level that owns it, and whether it is published in
- * the private locks (always without preloading; at PREPARE with it).
+ * (0: none), the nesting level of the (sub)transaction that owns it, and
+ * whether its slot is set (from just before the first draw).
  */
 static int64 draw_lowest = 0;
 static int	draw_level = 0;
@@ -220,7 +220,7 @@ publish_locks(int64 lowest)
 static inline void
 set_slot(uint64 value)
 {
-	pg_atomic_write_u64(&position_shared->lowest[MyProc->pgprocno], value);
+	pg_atomic_write_u64(&position_shared->lowest[es_my_procno()], value);
 }
 
 /*
@@ -332,7 +332,7 @@ es_next_position(Oid seqoid)
 {
 	int64		position;
 
-	if (likely(draw_lowest != 0 && draw_lxid == MyProc->lxid))
+	if (likely(draw_lowest != 0 && draw_lxid == es_my_lxid()))
 		return nextval_internal(seqoid, false);
 
 	draw_lowest = 0;
@@ -361,7 +361,7 @@ es_next_position(Oid seqoid)
 
 	draw_lowest = position;
 	draw_level = GetCurrentTransactionNestLevel();
-	draw_lxid = MyProc->lxid;
+	draw_lxid = es_my_lxid();
 	return position;
 }
 
@@ -409,7 +409,7 @@ in_flight_bound(int64 bound)
 
 	if (position_shared != NULL)
 	{
-		int			self = MyProc->pgprocno;
+		int			self = es_my_procno();
 
 		/* L was read before: see the file header */
 		pg_memory_barrier();
