@@ -201,6 +201,7 @@ extern void es_append_firing_resume(void);
 /* position.c: the safe bound of the global log, drawing positions */
 extern int64 es_high_water_mark(const EsCatalog *cat, int64 known_position);
 extern int64 es_next_position(Oid seqoid);
+extern int64 es_log_last_position(const EsCatalog *cat);
 extern void es_position_init(void);
 
 /* mark.c: the bound published for hot standbys and logical replicas */

@@ -63,6 +63,13 @@
 
 int			es_log_mark_interval = 10;
 
+/*
+ * How soon the writer looks again while an append in flight holds the bound
+ * back: COMMIT PREPARED, or an appender's commit whose wake-up came before
+ * the writer's latch was reset, wakes nobody.
+ */
+#define ES_MARK_HELD_RECHECK_MS 50
+
 /* How this database gets its log, cached until pg_subscription_rel changes. */
 typedef struct EsLogSource
 {
@@ -198,6 +205,35 @@ not_readable(const char *detail, const char *hint)
 			 errhint("%s", hint)));
 }
 
+/*
+ * log_has_events
+ *		Does the latest snapshot see any event at all?
+ */
+static bool
+log_has_events(const EsCatalog *cat)
+{
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	Snapshot	snap;
+	bool		found;
+
+	rel = table_open(cat->events, AccessShareLock);
+	index = index_open(cat->position_index, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = index_beginscan(rel, index, snap, 0, 0);
+	index_rescan(scan, NULL, 0, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	UnregisterSnapshot(snap);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
 #define ES_MARK_HINT "Add event_sourcing to shared_preload_libraries on the primary and list this database in event_sourcing.worker_databases there: its log mark writer publishes the safe bound. es_load and es_stream_version work without it."
 
 /*
@@ -247,6 +283,9 @@ es_log_mark_read(const EsCatalog *cat)
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, AccessShareLock);
 
+	/* nothing published: an empty log is still safely empty */
+	if (mark < 0 && !log_has_events(cat))
+		return 0;
 	if (mark < 0)
 		not_readable(RecoveryInProgress() ?
 					 "The primary has not published a safe bound of the global log (es_log_mark is empty)." :
@@ -340,12 +379,13 @@ es_log_mark_supervise(const char *dbname)
  *		Returns whether it stored one.
  */
 static bool
-publish(int64 *published)
+publish(int64 *published, bool *held_back)
 {
 	static SPIPlanPtr plan = NULL;
 	static uint64 plan_generation = 0;
 	bool		stored = false;
 
+	*held_back = false;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -358,7 +398,15 @@ publish(int64 *published)
 		{
 			int64		mark = es_high_water_mark(cat, Max(*published, 0));
 
-			if (mark > *published)
+			/* an append in flight (perhaps prepared, whose commit wakes nobody) */
+			*held_back = es_log_last_position(cat) > mark;
+
+			/*
+			 * Never a mark of 0: it says nothing, and a row written before this
+			 * database subscribes to another's log would collide with the
+			 * subscription's initial copy of es_log_mark.
+			 */
+			if (mark > Max(*published, 0))
 			{
 				Datum		arg = Int64GetDatum(mark);
 				Oid			argtype = INT8OID;
@@ -402,8 +450,9 @@ publish(int64 *published)
  *
  * Woken by the commit of every append in its database (wait.c); after each
  * publication it sleeps event_sourcing.log_mark_interval, so it writes at
- * most that often however fast the log moves.  It rechecks at least once a
- * second (COMMIT PREPARED of an append wakes nobody).  An error ends it;
+ * most that often however fast the log moves.  It rechecks every 50 ms
+ * while an append in flight holds the bound back (COMMIT PREPARED of an
+ * append wakes nobody), and once a second otherwise.  An error ends it;
  * its database worker starts it again.
  */
 void
@@ -411,6 +460,7 @@ es_log_mark_main(Datum main_arg)
 {
 	char		dbname[NAMEDATALEN];
 	int64		published = -1;
+	bool		held_back;
 
 	strlcpy(dbname, MyBgworkerEntry->bgw_extra, NAMEDATALEN);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -434,7 +484,7 @@ es_log_mark_main(Datum main_arg)
 		CHECK_FOR_INTERRUPTS();
 		(void) es_worker_reload_config();
 
-		stored = publish(&published);
+		stored = publish(&published, &held_back);
 		pgstat_report_stat(false);
 
 		if (stored)
@@ -446,6 +496,6 @@ es_log_mark_main(Datum main_arg)
 			continue;
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000, PG_WAIT_EXTENSION);
+						 held_back ? ES_MARK_HELD_RECHECK_MS : 1000, PG_WAIT_EXTENSION);
 	}
 }

@@ -555,6 +555,17 @@ es_position_init(void)
 	shmem_startup_hook = position_shmem_startup;
 }
 
+/*
+ * es_log_last_position
+ *		The last position drawn in this database's log (the sequence's last
+ *		value); the log mark writer compares it with the bound.
+ */
+int64
+es_log_last_position(const EsCatalog *cat)
+{
+	return sequence_last_value(cat->position_seq);
+}
+
 PG_FUNCTION_INFO_V1(es_safe_position);
 
 /*
