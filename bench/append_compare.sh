@@ -108,7 +108,7 @@ chmod 755 "$BUILDS"   # the servers run as postgres
 cleanup() { es_bench_cluster_drop_all; rm -rf "$BUILDS"; }
 trap cleanup EXIT
 
-declare -A REV=([new]=$NEW_REV [old]=$OLD_REV) LIB=() EXTV=()
+declare -A REV=([new]=$NEW_REV [old]=$OLD_REV) LIB=() PRE=() EXTV=()
 for b in new old; do
   mkdir "$BUILDS/$b"
   es_bench_build "${REV[$b]}" "$BUILDS/$b"
@@ -136,6 +136,9 @@ set_mode() {
     fi
     [[ $(on "$b" qdb -c "SHOW shared_preload_libraries") == "$([[ $1 == preload ]] && echo "\$libdir/event_sourcing")" ]] \
       || die "$b: shared_preload_libraries is not as mode $1 wants"
+    PRE[$b]=$(on "$b" es_bench_preloaded_library)
+    [[ ($1 == preload && ${PRE[$b]} == "$BUILDS/$b/inst/"*) || ($1 == plain && -z ${PRE[$b]}) ]] \
+      || die "$b: mode $1, but the postmaster maps '${PRE[$b]}'"
     LIB[$b]=$(on "$b" es_bench_loaded_library "$DB")
     [[ ${LIB[$b]} == "$BUILDS/$b/inst/"* ]] || die "$b maps ${LIB[$b]:-no event_sourcing.so}, not its own build under $BUILDS/$b"
     EXTV[$b]=$(on "$b" qdb -c "SELECT extversion FROM pg_extension WHERE extname = 'event_sourcing'")
@@ -177,7 +180,7 @@ LOW=() RUNS=() MAPPED=()
 for MODE in $MODES; do
   say "mode $MODE: restarting both clusters"
   set_mode "$MODE"
-  MAPPED+=("- mode $MODE: new maps ${LIB[new]} (extension ${EXTV[new]}), old maps ${LIB[old]} (extension ${EXTV[old]})")
+  MAPPED+=("- mode $MODE: new maps ${LIB[new]} (extension ${EXTV[new]}; preloaded: ${PRE[new]:-no}), old maps ${LIB[old]} (extension ${EXTV[old]}; preloaded: ${PRE[old]:-no})")
   say "warm-up (discarded)"
   for b in new old; do run "$b" 10 4 off; done
   for ev in $EVENTS; do

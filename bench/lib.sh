@@ -112,6 +112,15 @@ es_bench_loaded_library() {
         WHERE l LIKE '%event_sourcing.so%'" | tail -1
 }
 
+# es_bench_preloaded_library: the event_sourcing.so the postmaster maps,
+# i.e. the one loaded by shared_preload_libraries; empty when it is not
+# preloaded (read from /proc/<postmaster pid>/maps, as above).
+es_bench_preloaded_library() {
+  q -d postgres -c "SELECT coalesce(string_agg(DISTINCT substring(l FROM '/[^ ]*event_sourcing[.]so'), ', '), '')
+        FROM regexp_split_to_table(pg_read_file('/proc/' || split_part(pg_read_file('postmaster.pid'), E'\\n', 1) || '/maps'), E'\\n') l
+        WHERE l LIKE '%event_sourcing.so%'"
+}
+
 # ---------------------------------------------------------------------------
 # The rest: helpers every script shares once it runs against its server.
 
