@@ -90,6 +90,7 @@ es_bench_cluster_create() {
   (cd / && pg_createcluster --quiet -d "$work/data/15/$name" -l "$work/log/postgresql-15-$name.log" \
      "${opts[@]}" 15 "$name" -- --username=postgres --pwfile="$PGSYSCONFDIR/pwfile" --nosync >/dev/null)
   ES_BENCH_CLUSTERS+=("$name")
+  # shellcheck disable=SC2034  # read by the scripts
   ES_PORT[$name]=$(pg_conftool -s 15 "$name" show port)
 }
 es_bench_cluster_pgdata() { echo "${PG_CLUSTER_CONF_ROOT%/postgresql}/data/15/$1"; }

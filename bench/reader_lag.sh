@@ -3,12 +3,14 @@
 # es_wait/es_read_all reader returning the event, on the primary and on a
 # streaming hot standby (issue 11).
 #
-#   bench/reader_lag.sh                 200 and 1,000 appends/s, 10 s runs, 2 rounds
+#   bench/reader_lag.sh                 10, 200 and 1,000 appends/s, 10 s runs, 2 rounds
 #   bench/reader_lag.sh -d 20 -r 3      3 rounds of 20 s runs
 #   bench/reader_lag.sh --quick         -d 1 -r 1 (smoke test)
 #   bench/reader_lag.sh --build         measure the repository's HEAD commit,
 #                                       built into a private directory
 #   RATES="200 2000" bench/reader_lag.sh   other rates (appends/s)
+#   EXTRA_CONF="wal_writer_delay=10ms" bench/reader_lag.sh
+#                                       more settings, both clusters
 #
 # Always a throwaway PostgreSQL 15 environment made by Debian's
 # pg_virtualenv (bench/lib.sh): its cluster is the primary (PGCONF below:
@@ -19,7 +21,9 @@
 # cluster in the same environment is a streaming hot standby of it
 # (pg_basebackup -R -X stream; the same settings; asynchronous replication).
 #
-# Load: pgbench -n -M prepared -c 4 -j 2 --rate R -T SEC -l -f
+# Load: at each rate of RATES (10/s: appends far apart, as in a quiet
+# system, where nothing but the mark writer's own commit carries the mark to
+# the standby), pgbench -n -M prepared -c 4 -j 2 --rate R -T SEC -l -f
 # bench/reader_lag_append.sql (one es_append of one event per transaction,
 # the event's data naming the pgbench client), synchronous_commit=on, on the
 # primary.
@@ -59,7 +63,7 @@ EXISTING=0
 BUILD=0
 es_bench_args "$@"
 ((EXISTING == 0)) || { echo "--existing is not supported: the script builds a standby and changes event_sourcing.worker_databases" >&2; exit 2; }
-RATES=${RATES:-200 1000}
+RATES=${RATES:-10 200 1000}
 perl -MDBD::Pg -e 1 2>/dev/null || { echo "the reader needs Perl's DBD::Pg (apt-get install libdbd-pg-perl)" >&2; exit 1; }
 
 # shellcheck disable=SC2016
@@ -71,7 +75,10 @@ PGCONF=(
   track_commit_timestamp=on
   'shared_preload_libraries=$libdir/event_sourcing'
 )
-RATES="$RATES" es_bench_virtualenv -d "$DURATION" -r "$ROUNDS"
+EXTRA_CONF=${EXTRA_CONF:-}
+# shellcheck disable=SC2206
+PGCONF+=($EXTRA_CONF)
+RATES="$RATES" EXTRA_CONF="$EXTRA_CONF" es_bench_virtualenv -d "$DURATION" -r "$ROUNDS"
 
 # ---------------------------------------------------------------------------
 # Inside the environment: libpq points at the primary.
@@ -104,6 +111,7 @@ say "creating the standby"
 STANDBY_CONF=("${PGCONF[@]}" hot_standby=on)
 for s in extension_destdir dynamic_library_path; do
   v=$(q -d postgres -c "SHOW $s")
+  # shellcheck disable=SC2016
   [[ -z $v || $v == '$libdir' ]] || STANDBY_CONF+=("$s=$v")
 done
 es_bench_cluster_create standby "${STANDBY_CONF[@]}"
