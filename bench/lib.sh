@@ -23,7 +23,7 @@
 ES_BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 es_bench_virtualenv() {
-  local script=${BASH_SOURCE[1]} o libdir rev rc
+  local script=${BASH_SOURCE[1]} o rev rc
   if ((EXISTING && BUILD)); then
     echo "--build needs the throwaway cluster; it cannot be combined with --existing" >&2; exit 2
   fi
@@ -35,15 +35,10 @@ es_bench_virtualenv() {
   BUILDDIR=
   if ((BUILD)); then
     BUILDDIR=$(mktemp -d -t es_bench_build.XXXXXX)
-    chmod 755 "$BUILDDIR"   # the server runs as postgres
     trap 'rm -rf "$BUILDDIR"' EXIT
     rev=$(git -C "$ES_BENCH_ROOT" rev-parse HEAD)
-    echo "building $rev in $BUILDDIR" >&2
-    git -C "$ES_BENCH_ROOT" archive "$rev" | tar -x -C "$BUILDDIR"
-    make -C "$BUILDDIR" -s -j"$(nproc)" >/dev/null
-    make -C "$BUILDDIR" -s install DESTDIR="$BUILDDIR/inst" >/dev/null
-    libdir=$(pg_config --pkglibdir)
-    opts+=(-o "extension_destdir=$BUILDDIR/inst" -o "dynamic_library_path=$BUILDDIR/inst$libdir:$libdir")
+    es_bench_build "$rev" "$BUILDDIR"
+    for o in "${ES_BENCH_BUILD_CONF[@]}"; do opts+=(-o "$o"); done
     export ES_BENCH_BUILT="commit $rev (--build: built into a private directory)"
   fi
   unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSERVICE PGCLUSTER PGOPTIONS
@@ -51,6 +46,80 @@ es_bench_virtualenv() {
   rc=0
   pg_virtualenv -t -v 15 "${opts[@]}" -- bash "$script" "$@" </dev/null || rc=$?
   exit "$rc"
+}
+
+# es_bench_build REV DIR: export commit REV of the repository (git archive)
+# into DIR/src, build it there and install it into DIR/inst (make install
+# DESTDIR=...); DIR must exist and is made readable by the server (postgres).
+# Sets ES_BENCH_BUILD_CONF (array): the server settings that make a cluster
+# load that build and no other (Debian's extension_destdir for the control
+# and SQL files, dynamic_library_path for the library, also for
+# shared_preload_libraries = '$libdir/event_sourcing').
+es_bench_build() {
+  local rev=$1 dir=$2 libdir
+  chmod 755 "$dir"
+  mkdir -p "$dir/src"
+  echo "building $rev in $dir" >&2
+  git -C "$ES_BENCH_ROOT" archive "$rev" | tar -x -C "$dir/src"
+  make -C "$dir/src" -s -j"$(nproc)" >/dev/null
+  make -C "$dir/src" -s install DESTDIR="$dir/inst" >/dev/null
+  libdir=$(pg_config --pkglibdir)
+  ES_BENCH_BUILD_CONF=("extension_destdir=$dir/inst" "dynamic_library_path=$dir/inst$libdir:$libdir")
+}
+
+# Further clusters inside pg_virtualenv's throwaway environment (their
+# configuration and data under its temporary directory, like its own cluster
+# 15/regress).  Only inside the environment (ES_BENCH_IN_VIRTUALENV=1).
+#
+# es_bench_cluster_create NAME GUC=VALUE...: create (not start) cluster
+#   15/NAME with those settings (postgresql.conf), superuser postgres with
+#   the environment's password, so libpq's environment (PGHOST, PGUSER,
+#   PGPASSWORD) reaches it once PGPORT is its port.  Sets ES_PORT[NAME].
+# es_bench_cluster_pgdata NAME: its data directory.
+# es_bench_cluster_drop_all: stop (immediate) and drop every cluster created
+#   so; call it from the script's EXIT trap, since pg_virtualenv drops only
+#   its own.
+declare -A ES_PORT=()
+ES_BENCH_CLUSTERS=()
+es_bench_cluster_create() {
+  local name=$1 o opts=()
+  shift
+  [[ -n ${ES_BENCH_IN_VIRTUALENV:-} && -n ${PG_CLUSTER_CONF_ROOT:-} ]] || { echo "es_bench_cluster_create: only inside pg_virtualenv -t" >&2; exit 1; }
+  local work=${PG_CLUSTER_CONF_ROOT%/postgresql}
+  for o in "$@"; do opts+=(--pgoption "$o"); done
+  (cd / && pg_createcluster --quiet -d "$work/data/15/$name" -l "$work/log/postgresql-15-$name.log" \
+     "${opts[@]}" 15 "$name" -- --username=postgres --pwfile="$PGSYSCONFDIR/pwfile" --nosync >/dev/null)
+  ES_BENCH_CLUSTERS+=("$name")
+  # shellcheck disable=SC2034  # read by the scripts
+  ES_PORT[$name]=$(pg_conftool -s 15 "$name" show port)
+}
+es_bench_cluster_pgdata() { echo "${PG_CLUSTER_CONF_ROOT%/postgresql}/data/15/$1"; }
+es_bench_cluster_drop_all() {
+  local n
+  for n in "${ES_BENCH_CLUSTERS[@]}"; do
+    pg_ctlcluster --mode immediate 15 "$n" stop >/dev/null 2>&1 || true
+    pg_dropcluster 15 "$n" >/dev/null 2>&1 || true
+  done
+  ES_BENCH_CLUSTERS=()
+}
+
+# es_bench_loaded_library DB: the event_sourcing.so the server maps in a
+# session of DB that has called into the extension (read from the backend's
+# /proc/self/maps: the run must be root or the server's user).
+es_bench_loaded_library() {
+  q -d "$1" -c "SELECT count(*) FROM es_read_all(0, 1)" \
+    -c "SELECT string_agg(DISTINCT substring(l FROM '/[^ ]*event_sourcing[.]so'), ', ')
+        FROM regexp_split_to_table(pg_read_file('/proc/self/maps'), E'\\n') l
+        WHERE l LIKE '%event_sourcing.so%'" | tail -1
+}
+
+# es_bench_preloaded_library: the event_sourcing.so the postmaster maps,
+# i.e. the one loaded by shared_preload_libraries; empty when it is not
+# preloaded (read from /proc/<postmaster pid>/maps, as above).
+es_bench_preloaded_library() {
+  q -d postgres -c "SELECT coalesce(string_agg(DISTINCT substring(l FROM '/[^ ]*event_sourcing[.]so'), ', '), '')
+        FROM regexp_split_to_table(pg_read_file('/proc/' || split_part(pg_read_file('postmaster.pid'), E'\\n', 1) || '/maps'), E'\\n') l
+        WHERE l LIKE '%event_sourcing.so%'"
 }
 
 # ---------------------------------------------------------------------------
