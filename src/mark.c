@@ -468,8 +468,13 @@ es_log_mark_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(dbname, NULL, 0);
 	pgstat_report_appname("event_sourcing log mark writer");
-	/* the mark needs no flush of its own: it follows the events in the WAL */
-	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/*
+	 * Flushed at commit, so that standbys receive the mark at once (a WAL
+	 * sender sends only flushed WAL; an asynchronous commit would wait for
+	 * the WAL writer, up to wal_writer_delay), but never waiting for a
+	 * synchronous standby: at most one flush per log_mark_interval.
+	 */
+	SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("default_transaction_isolation", "read committed",
 					PGC_SUSET, PGC_S_OVERRIDE);
 
