@@ -263,8 +263,8 @@ $primary->poll_query_until('postgres',
 	"SELECT es_safe_position() = $final AND (SELECT position FROM es_log_mark) = $final")
   or die 'the primary did not publish its final bound';
 $primary->wait_for_catchup($standby);
-$standby->poll_query_until('postgres', "SELECT es_safe_position() = $final")
-  or die 'the standby did not reach the final bound';
+ok($standby->poll_query_until('postgres', "SELECT es_safe_position() = $final"),
+	"the standby's es_safe_position reaches the primary's final bound $final");
 is( $standby->safe_psql('postgres', 'SELECT es_safe_position()'),
 	$primary->safe_psql('postgres', 'SELECT es_safe_position()'),
 	"once caught up, es_safe_position on the standby equals the primary's ($final)");
