@@ -15,14 +15,19 @@
 #	  COMMIT per transaction; the fourth is a psql script (real SAVEPOINTs,
 #	  two-phase commit, a client round trip between statements).
 #
-#	  Meanwhile four readers page the log in tight loops, each logging every
+#	  Meanwhile five readers page the log in tight loops, each logging every
 #	  global_position it receives, in order:
 #	  - es_read_all(last, 50), autocommit READ COMMITTED;
 #	  - es_read_category('acct', last, 50), autocommit READ COMMITTED;
 #	  - es_read_all(last, 50), REPEATABLE READ transactions of 3 reads;
-#	  - a naive reader, the negative control: plain SQL
+#	  - a naive reader, the first negative control: plain SQL
 #	      SELECT global_position FROM es_events WHERE global_position > last
 #	      ORDER BY global_position LIMIT 50
+#	  - a reader with a bound that ignores the appenders in flight, the
+#	    second negative control: the same SELECT, also bounded by the
+#	    position sequence's last value read before it (in its own
+#	    statement, so before the SELECT's snapshot), i.e. the safe bound
+#	    min(L, F - 1) of src/position.c without F.
 #
 #	  After the appenders stop, each reader catches up until a read returns
 #	  nothing.  Every real reader's positions must be strictly increasing and
@@ -32,14 +37,15 @@
 #	  received is visible to its own transaction snapshot (the README's
 #	  "gap-free prefix consistent with its snapshot").
 #
-#	  The negative control proves that the same load and the same checks
-#	  catch a reader that skips.  It does not rely on chance: one appender
+#	  The negative controls prove that the same load and the same checks
+#	  catch a reader that skips, and in particular a bound that forgets the
+#	  appenders in flight.  They do not rely on chance: one appender
 #	  regularly sets a trap, an append to a stream of its own that it commits
-#	  only once the naive reader has published (in naive_progress) that it
-#	  has read past the trap's position.  The naive reader has then skipped
-#	  that position for good, so the checks must report every trap as missing
-#	  from the naive reader's log.  The real readers see the traps: they wait
-#	  for them.
+#	  only once both the naive reader and the last-value reader have
+#	  published (in naive_progress, lastvalue_progress) that they have read
+#	  past the trap's position.  They have then skipped that position for
+#	  good, so the checks must report every trap as missing from both logs.
+#	  The real readers see the traps: they wait for them.
 
 use strict;
 use warnings;
@@ -113,6 +119,9 @@ INSERT INTO ctl VALUES (false);
 -- the naive reader's progress, committed after each read that moved it
 CREATE TABLE naive_progress (pos bigint NOT NULL);
 INSERT INTO naive_progress VALUES (0);
+-- the same for the reader whose bound ignores the appenders in flight
+CREATE TABLE lastvalue_progress (pos bigint NOT NULL);
+INSERT INTO lastvalue_progress VALUES (0);
 });
 
 my $deadline = $node->safe_psql('postgres',
@@ -160,7 +169,7 @@ sub not_logs
 # Readers.  Each is a PL/pgSQL loop that runs one read per iteration with
 # the last position it received, logs the positions of every non-empty read
 # (NOTICE "R p1,p2,..."), and COMMITs after every read (autocommit) or every
-# $per_xact reads.  Once ctl.stop is set, it reads until a read returns
+# $per_xact reads.  The statement $before_read, if any, runs before each read.  Once ctl.stop is set, it reads until a read returns
 # nothing, then reports "S reads nonempty slow maxms invisible": reads done,
 # reads that returned rows, reads that took more than 2 ms (about the number
 # of reads that waited for appends in flight; CPU contention also counts),
@@ -170,7 +179,7 @@ sub not_logs
 #
 sub reader_do
 {
-	my ($query, $per_xact, $on_progress) = @_;
+	my ($query, $per_xact, $on_progress, $before_read) = @_;
 	my $sql = q{DO $do$
 DECLARE
   after_pos bigint := 0;
@@ -185,9 +194,11 @@ DECLARE
   in_xact   int := 0;
   vis       bigint;
   invisible bigint := 0;
+  bound     bigint;
 BEGIN
   LOOP
     t0 := clock_timestamp();
+    @BEFORE_READ@
     got := ARRAY(@QUERY@);
     ms := 1000 * extract(epoch FROM clock_timestamp() - t0);
     reads := reads + 1;
@@ -219,6 +230,7 @@ $do$};
 	$sql =~ s/\@QUERY\@/$query/;
 	$sql =~ s/\@PER_XACT\@/$per_xact/;
 	$sql =~ s/\@ON_PROGRESS\@/$on_progress/;
+	$sql =~ s/\@BEFORE_READ\@/$before_read/;
 	return $sql;
 }
 
@@ -253,18 +265,30 @@ my %readers = (
 		per_xact    => 1,
 		on_progress => 'UPDATE naive_progress SET pos = after_pos;',
 	},
+	lastvalue => {
+		desc => "the same, bounded by the sequence's last value read before (no in-flight appenders)",
+		sets => [],
+		before_read =>
+		  'SELECT last_value INTO bound FROM es_events_global_position_seq;',
+		query =>
+		  "SELECT global_position FROM es_events WHERE global_position > after_pos AND global_position <= bound ORDER BY global_position LIMIT $page_size",
+		per_xact    => 1,
+		on_progress => 'UPDATE lastvalue_progress SET pos = after_pos;',
+	},
 );
-my @reader_names = qw(all category rr naive);
+my @reader_names = qw(all category rr naive lastvalue);
 
 for my $r (@reader_names)
 {
 	my $def = $readers{$r};
 	$def->{psql} = start_psql(
 		"reader_$r", $def->{sets}, '-c',
-		reader_do($def->{query}, $def->{per_xact}, $def->{on_progress} // ''));
+		reader_do(
+			$def->{query}, $def->{per_xact},
+			$def->{on_progress} // '', $def->{before_read} // ''));
 }
 $node->poll_query_until('postgres',
-	q{SELECT count(*) = 4 FROM pg_stat_activity
+	q{SELECT count(*) = 5 FROM pg_stat_activity
 	  WHERE application_name LIKE 'reader_%' AND state = 'active'})
   or die 'the readers did not start';
 
@@ -272,7 +296,7 @@ $node->poll_query_until('postgres',
 # Appenders 1-3: PL/pgSQL loops, one transaction per iteration, the kind of
 # transaction cycling through every variant.  Rolled-back positions are
 # reported as NOTICE "DOOMED <why> p1,p2".  Appender 1 also sets the traps of
-# the negative control (NOTICE "TRAP p").
+# the negative controls (NOTICE "TRAP p").
 #
 sub appender_do
 {
@@ -297,14 +321,15 @@ BEGIN
 
     IF traps AND clock_timestamp() >= next_trap
        AND clock_timestamp() < deadline - interval '2 s' THEN
-      -- The trap: commit only once the naive reader has read past p.
+      -- The trap: commit only once the naive and the last-value readers
+      -- have both read past p.
       s := 'acct-trap' || n;
       PERFORM es_append(s, 0, 'Trap', ev(me, n, 1));
       SELECT global_position INTO p FROM es_load(s);
       RAISE NOTICE 'TRAP %', p;
       t0 := clock_timestamp();
       LOOP
-        SELECT pos INTO cur FROM naive_progress;
+        SELECT least(n.pos, l.pos) INTO cur FROM naive_progress n, lastvalue_progress l;
         EXIT WHEN cur > p;
         IF clock_timestamp() > t0 + interval '20 s' THEN
           RAISE NOTICE 'TRAPTIMEOUT %', p;
@@ -620,13 +645,14 @@ my %expected_of = (
 	all      => \@committed,
 	category => \@committed_acct,
 	rr       => \@committed,
-	naive    => \@committed);
+	naive    => \@committed,
+	lastvalue => \@committed);
 for my $r (@reader_names)
 {
 	my $def = $readers{$r};
 	my $c = $def->{check} = check_log($def->{log}, $expected_of{$r});
 	note sprintf(
-		'reader %-8s %s: %d positions received, %d reads (%d non-empty, %d over 2 ms, slowest %s ms); %d missing, %d repeated, %d going back, %d extra, %d rolled back%s',
+		'reader %-9s %s: %d positions received, %d reads (%d non-empty, %d over 2 ms, slowest %s ms); %d missing, %d repeated, %d going back, %d extra, %d rolled back%s',
 		$r, $def->{desc}, $c->{received},
 		$def->{reads} // -1, $def->{nonempty} // -1, $def->{slow} // -1,
 		$def->{maxms} // '?',
@@ -656,23 +682,28 @@ is($readers{rr}{invisible}, 0,
 	'reader rr: every event it received is visible to its transaction snapshot');
 
 #
-# Negative control: the naive reader under the same load.  The traps make it
-# skip deterministically; the same checks must say so.
+# Negative controls: the naive reader and the last-value reader under the
+# same load.  The traps make them skip deterministically; the same checks
+# must say so.  The last-value reader is the safe bound without its second
+# half (the appenders in flight): the checks catch that bound too.
 #
-my $naive = $readers{naive}{check};
-my %naive_missing = map { $_ => 1 } @{ $naive->{missing} };
 cmp_ok(scalar(@traps), '>=', 3, 'the load set at least 3 traps');
-is($trap_timeouts, 0, 'every trap saw the naive reader read past it');
-is(scalar(grep { !$naive_missing{$_} } @traps),
-	0, 'the naive reader skipped every trap position')
-  or diag('traps: ' . join(',', @traps) . '; naive missing: ' . first_few(@{ $naive->{missing} }));
-cmp_ok(scalar(@{ $naive->{missing} }), '>=', scalar(@traps),
-	'the checks report the naive reader as skipping events ('
-	  . scalar(@{ $naive->{missing} }) . ' skipped, '
-	  . (scalar(@{ $naive->{missing} }) - scalar(@traps)) . ' besides the traps)');
-ok(!$naive->{ok}, 'the checks that pass the real readers fail the naive reader');
-is($naive->{repeats} + $naive->{backwards} + scalar(@{ $naive->{extra} }),
-	0, 'the naive reader fails only by skipping');
+is($trap_timeouts, 0, 'every trap saw the naive and the last-value readers read past it');
+for my $r (qw(naive lastvalue))
+{
+	my $what = $r eq 'naive' ? 'the naive reader' : 'the last-value reader (a bound ignoring in-flight appenders)';
+	my $c = $readers{$r}{check};
+	my %missing = map { $_ => 1 } @{ $c->{missing} };
+	is(scalar(grep { !$missing{$_} } @traps), 0, "$what skipped every trap position")
+	  or diag('traps: ' . join(',', @traps) . "; $r missing: " . first_few(@{ $c->{missing} }));
+	cmp_ok(scalar(@{ $c->{missing} }), '>=', scalar(@traps),
+		"the checks report $what as skipping events ("
+		  . scalar(@{ $c->{missing} }) . ' skipped, '
+		  . (scalar(@{ $c->{missing} }) - scalar(@traps)) . ' besides the traps)');
+	ok(!$c->{ok}, "the checks that pass the real readers fail $what");
+	is($c->{repeats} + $c->{backwards} + scalar(@{ $c->{extra} }),
+		0, "$what fails only by skipping");
+}
 my %all_log = map { $_ => 1 } @{ $readers{all}{log} };
 is(scalar(grep { !$all_log{$_} } @traps),
 	0, 'the es_read_all reader received every trap position');
