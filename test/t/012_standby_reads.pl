@@ -73,7 +73,13 @@ CREATE EXTENSION event_sourcing;
 CREATE TABLE ctl (stop bool NOT NULL);
 INSERT INTO ctl VALUES (false);
 });
-$primary->poll_query_until('postgres', 'SELECT count(*) = 1 FROM es_log_mark')
+# an empty log gets no mark (a mark of 0 says nothing); one event gets one
+is($primary->safe_psql('postgres', 'SELECT count(*) FROM es_log_mark'),
+	'0', 'primary: no mark while the log is empty');
+$primary->safe_psql('postgres',
+	q{SELECT es_append('setup-1', NULL, 'Started', '{}')});
+$primary->poll_query_until('postgres',
+	'SELECT count(*) = 1 AND min(position) = 1 FROM es_log_mark')
   or die 'the log mark writer published nothing';
 is( $primary->safe_psql(
 		'postgres',
@@ -412,7 +418,14 @@ my $plain_standby = PostgreSQL::Test::Cluster->new('plain_standby');
 $plain_standby->init_from_backup($plain, 'backup', has_streaming => 1);
 $plain_standby->start;
 $plain->safe_psql('postgres', q{SELECT es_append('acct-1', 2, 'Deposited', '{}')});
+$plain->safe_psql('postgres', 'CREATE DATABASE empty');
+$plain->safe_psql('empty', 'CREATE EXTENSION event_sourcing');
 $plain->wait_for_catchup($plain_standby);
+
+# no mark, but nothing to read either: an empty log reads as empty
+is( $plain_standby->safe_psql(
+		'empty', q{SELECT count(*) || ' ' || es_safe_position() FROM es_read_all()}),
+	'0 0', 'standby of a primary without preloading: an empty log reads as empty');
 
 is($plain->safe_psql('postgres', 'SELECT count(*) FROM es_log_mark'),
 	'0', 'primary without preloading: es_log_mark is empty');
