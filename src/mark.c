@@ -11,9 +11,9 @@
  * database's worker) computes the safe bound (position.c) and stores it in
  * the one-row table es_log_mark, at most every event_sourcing.
  * log_mark_interval milliseconds and only when it moved.  Every position at
- * or below the stored mark belongs to a transaction that committed or
- * aborted before the mark's own transaction even started, so its commit
- * record precedes the mark's in the WAL.  Replay on a standby, and a logical
+ * or below the stored mark belongs to a transaction that had committed or
+ * aborted when the writer computed the mark, inside the transaction that
+ * stores it, so its commit record precedes the mark's in the WAL.  Replay on a standby, and a logical
  * subscription's apply worker (which applies transactions one at a time in
  * commit order), therefore make all those events visible no later than the
  * mark: a reader that reads the mark with a snapshot and then the log with
