@@ -32,6 +32,9 @@
  * once if it moved during the round, whatever happened to its latch
  * meanwhile (lock waits and pg_sleep reset it), so no commit waits for the
  * idle interval; with no commit it sleeps event_sourcing.worker_idle_interval.
+ * In a database that receives the log by logical replication, where the
+ * apply worker's inserts wake nobody, it looks again every 50 ms while it
+ * has async projections.
  *
  * A failed handler only marks its projection failed; the worker retries a
  * failed projection every event_sourcing.worker_retry_interval.  When a
@@ -98,7 +101,14 @@ typedef struct EsRound
 	long		retry_due_ms;	/* until a failed projection is due; -1: none */
 	bool		has_async;		/* the database has async projections */
 	bool		failed;			/* an error not tied to one projection */
+	bool		remote;			/* the log is a logical replica's (mark.c) */
 } EsRound;
+
+/*
+ * How often a worker looks for new events when its database receives the
+ * log by logical replication: applied rows wake nobody.
+ */
+#define ES_WORKER_REMOTE_POLL_MS 50
 
 PGDLLEXPORT void es_launcher_main(Datum main_arg);
 PGDLLEXPORT void es_worker_main(Datum main_arg);
@@ -285,8 +295,11 @@ run_all_round(EsRound *round)
 	pgstat_report_activity(STATE_RUNNING, "event_sourcing: running async projections");
 
 	if (extension_ready())
+	{
 		round->applied = es_projection_run_all(worker_max_events, worker_retry_interval,
 											   &round->retry_due_ms, &round->has_async);
+		round->remote = es_log_is_remote(es_catalog());
+	}
 
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -723,6 +736,8 @@ es_worker_main(Datum main_arg)
 
 		/* until a commit wakes us, the idle interval, or a retry is due */
 		sleep_ms = worker_idle_interval;
+		if (round.remote && round.has_async && sleep_ms > ES_WORKER_REMOTE_POLL_MS)
+			sleep_ms = ES_WORKER_REMOTE_POLL_MS;
 		if (round.retry_due_ms >= 0 && round.retry_due_ms < sleep_ms)
 			sleep_ms = round.retry_due_ms;
 		worker_sleep(sleep_ms, seen, true);
