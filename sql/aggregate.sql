@@ -5,6 +5,11 @@
 -- evolve functions) is the evidence of how much each fold did.
 --
 
+-- Snapshots are bounded by default (the newest 3 per stream); these tests
+-- look at every snapshot a fold stores, so they keep them all until the
+-- section on event_sourcing.snapshots_to_keep.
+SET event_sourcing.snapshots_to_keep = 0;
+
 -- fold(stream, to_version): es_aggregate's row, and how many events it folded
 CREATE FUNCTION regress.fold(s text, v bigint DEFAULT NULL)
 RETURNS TABLE(version bigint, state jsonb, folded bigint)
@@ -378,8 +383,14 @@ SELECT array_agg(version ORDER BY version) AS kept FROM es_snapshots WHERE strea
 SET event_sourcing.snapshots_to_keep = 1;
 SELECT es_snapshot_save('cnt-3', 8, '{"n": 8, "sum": 36}');
 SELECT array_agg(version ORDER BY version) AS kept FROM es_snapshots WHERE stream_id = 'cnt-3';
+-- the default keeps the newest 3
 RESET event_sourcing.snapshots_to_keep;
+SHOW event_sourcing.snapshots_to_keep;
+SELECT es_append('cnt-5', 0, regress.incs(5));
+SELECT es_snapshot_save('cnt-5', v, jsonb_build_object('n', v, 'sum', v * (v + 1) / 2)) FROM generate_series(1, 5) v;
+SELECT array_agg(version ORDER BY version) AS kept FROM es_snapshots WHERE stream_id = 'cnt-5';
 SELECT regress.err($$SET event_sourcing.snapshots_to_keep = -1$$);
+SET event_sourcing.snapshots_to_keep = 0;
 
 -- es_snapshot_prune(keep, stream_id): deletes all but the newest keep; returns how many
 SELECT es_snapshot_save('cnt-3', v, jsonb_build_object('n', v, 'sum', v * (v + 1) / 2)) FROM generate_series(1, 7) v;

@@ -37,7 +37,7 @@ _PG_init(void)
 							"Folds to older versions start from the newest snapshot at or below "
 							"them, so keeping only a few makes those folds longer.",
 							&es_snapshots_to_keep,
-							0, 0, INT_MAX,
+							3, 0, INT_MAX,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
 

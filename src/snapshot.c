@@ -50,8 +50,8 @@
 #include "compat.h"
 #include "event_sourcing.h"
 
-/* event_sourcing.snapshots_to_keep: newest snapshots kept per stream, 0 = all */
-int			es_snapshots_to_keep = 0;
+/* event_sourcing.snapshots_to_keep: newest snapshots kept per stream (default 3), 0 = all */
+int			es_snapshots_to_keep = 3;
 
 /* kept SPI plans, and the catalog generation they were prepared in */
 static SPIPlanPtr store_plan = NULL;

@@ -357,7 +357,8 @@ is(count_snapshots($standby), '1', 'standby: the old snapshot is still stored (u
 	'primary: es_aggregate after the replacement');
 is("$got/$folded", "$want355x2/355",
 	'primary: es_aggregate gives the same new state, from scratch');
-is(count_snapshots($primary), '2', 'primary: a snapshot for the new evolve is stored');
+is(count_snapshots($primary), '1',
+	'primary: a snapshot for the new evolve is stored, and the unusable old one pruned (snapshots_to_keep defaults to 3)');
 $primary->wait_for_catchup($standby);
 is($session->query_safe(qq{
 SELECT es_fold_count() AS before_fold \\gset
