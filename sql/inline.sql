@@ -6,6 +6,10 @@
 -- function manager; the setting event_sourcing.inline_sql_callbacks = off
 -- gives the regular call to compare with.
 --
+-- (security, before it, drops the extension: create it again)
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS event_sourcing;
+RESET client_min_messages;
 CREATE SCHEMA inl;
 SET search_path = inl, public;
 
