@@ -20,6 +20,7 @@ OBJS = \
 	src/read.o \
 	src/immutable.o \
 	src/callback.o \
+	src/inline.o \
 	src/snapshot.o \
 	src/aggregate.o \
 	src/upcast.o \
@@ -39,7 +40,7 @@ PG_CPPFLAGS = -I$(srcdir)/src -DEXTVERSION=\"$(EXTVERSION)\"
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 
 # pg_regress (sql/ + expected/)
-REGRESS = setup append read aggregate upcast projection errors robustness security
+REGRESS = setup append read aggregate upcast projection errors robustness security inline
 REGRESS_OPTS = --inputdir=. 
 
 # isolation specs (test/isolation/specs + test/isolation/expected)

@@ -349,7 +349,7 @@ fold(EsAggDef *def, text *stream_id, int64 target, EsFoldResult *result)
 			fcinfo->args[1].value = ExecFetchSlotHeapTupleDatum(slot);
 			fcinfo->args[1].isnull = false;
 			fcinfo->isnull = false;
-			newstate = es_callback_invoke(fcinfo);
+			newstate = es_callback_call(&evolve, fcinfo);
 			isnull = fcinfo->isnull;
 			MemoryContextSwitchTo(old);
 

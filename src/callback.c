@@ -131,6 +131,12 @@ es_callback_init(EsCallback *cb, Oid fn, MemoryContext mcxt)
 	cb->fn = fn;
 	fmgr_info_cxt(fn, &cb->flinfo, mcxt);
 	cb->strict = cb->flinfo.fn_strict;
+	cb->mcxt = mcxt;
+	cb->inline_status = 0;
+	cb->expr = NULL;
+	cb->econtext = NULL;
+	cb->params = NULL;
+	cb->fname = NULL;
 }
 
 /*

@@ -42,6 +42,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	es_audit_init();
+	es_inline_init();
 	es_wait_init();
 	/* after es_wait_init: commit callbacks run newest first, so a finished
 	 * appender's slot is cleared before es_wait's waiters are woken */

@@ -96,6 +96,13 @@ typedef struct EsCallback
 	Oid			fn;
 	FmgrInfo	flinfo;
 	bool		strict;
+	/* inline.c: the body compiled to an expression (es_callback_call) */
+	MemoryContext mcxt;			/* where the expression state lives */
+	int			inline_status;	/* 0 not tried yet, 1 inlined, -1 fmgr call */
+	struct ExprState *expr;
+	struct ExprContext *econtext;
+	struct ParamListInfoData *params;
+	char	   *fname;
 } EsCallback;
 
 extern void es_check_callback(Oid fn, const char *role, int nargs,
@@ -119,6 +126,12 @@ extern char *es_capture_search_path(void);
 extern void es_scope_enter(EsCallScope *scope, Oid owner, const char *search_path);
 extern void es_scope_exit(EsCallScope *scope);
 extern Datum es_callback_invoke(FunctionCallInfo fcinfo);
+
+/* inline.c: a SQL callback whose body is one expression, without executor */
+extern Datum es_callback_call(EsCallback *cb, FunctionCallInfo fcinfo);
+extern bool es_callback_inlined(EsCallback *cb);
+extern bool es_inline_enabled;
+extern void es_inline_init(void);
 extern char *es_owner_name(Oid owner);
 extern void es_check_member(Oid owner, const char *what);
 extern void es_check_owner_can_run(Oid owner, Oid fn, const char *what,
