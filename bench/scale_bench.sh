@@ -207,8 +207,8 @@ else
   out "- cluster: throwaway, \`pg_virtualenv -t -v 15$(printf ' -o %s' "${PGCONF[@]}")\`"
 fi
 out "- extension: $(es_bench_extension)"
-out "- server settings: $(qdb -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','fsync','synchronous_commit','wal_sync_method','full_page_writes','wal_level','max_wal_size','checkpoint_timeout','autovacuum','jit')")"
-out "- command: \`$(printf '%q ' SIZES="$SIZES" SHARED_BUFFERS="$SHARED_BUFFERS" SYNC="$SYNC" CATCHUP_ROUNDS="$CATCHUP_ROUNDS" bench/scale_bench.sh -d "$DURATION" -r "$ROUNDS")\`$([[ -z ${ES_BENCH_BUILT:-} ]] || echo ' --build')"
+out "- server settings: $(qdb -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','fsync','synchronous_commit','wal_sync_method','full_page_writes','wal_level','max_wal_size','checkpoint_timeout','autovacuum','jit')")"
+out "- command: \`$(printf '%q ' SIZES="$SIZES" SHARED_BUFFERS="$SHARED_BUFFERS" SYNC="$SYNC" CATCHUP_ROUNDS="$CATCHUP_ROUNDS" bench/scale_bench.sh -d "$DURATION" -r "$ROUNDS")$([[ -z ${ES_BENCH_BUILT:-} ]] || echo '--build')\`"
 out "- sizes: $SIZES; pre-fill: bench/scale_fill.sql (10,000 streams round-robin + 'load-100' and 'load-10000' spread over the log), identical rows in es_events, bench_insert and pl_events, then VACUUM ANALYZE and CHECKPOINT"
 out "- appends: $CLIENTS clients (-j 2), 1 event/tx, synchronous_commit=$SYNC, \`pgbench -n -M prepared -T $DURATION\`, a discarded warm-up run of each, then $ROUNDS round(s) of es_append / INSERT / PL/pgSQL, order reversed every round; median"
 out "- reads: 1 client; catch-up: $CATCHUP_ROUNDS round(s) of one whole-log pass each (\`-t N/1000 -D last=0\`); es_load: $ROUNDS round(s) of ${DURATION} s runs; median"
@@ -330,5 +330,16 @@ out "Runs (in run order):"
 out ""
 for l in "${RUNS[@]}"; do out "$l"; done
 out ""
+if ((${#READ_ROWS[@]})); then
+  out "Plans of the SELECTs at the last size (EXPLAIN, custom plans; pgbench -M prepared may use the generic plan):"
+  out ""
+  out '```'
+  for stream in load-100 load-10000; do
+    qdb -c "EXPLAIN SELECT * FROM es_events WHERE stream_id = '$stream' ORDER BY stream_version" | sed 's/  (cost=.*//' | tee -a "$REPORT"
+  done
+  qdb -c "EXPLAIN SELECT * FROM es_events WHERE global_position > $((N / 2)) ORDER BY global_position LIMIT 1000" | sed 's/  (cost=.*//' | tee -a "$REPORT"
+  out '```'
+  out ""
+fi
 out "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); total time $((SECONDS - START)) s"
 out "Logs: $LOGDIR"
