@@ -331,11 +331,16 @@ out ""
 for l in "${RUNS[@]}"; do out "$l"; done
 out ""
 if ((${#READ_ROWS[@]})); then
-  out "Plans of the SELECTs at the last size (EXPLAIN, custom plans; pgbench -M prepared may use the generic plan):"
+  out "Plans of the SELECTs at the last size (the plan pgbench -M prepared runs: EXPLAIN EXECUTE after 6 executions of the prepared statement):"
   out ""
   out '```'
   for stream in load-100 load-10000; do
-    qdb -c "EXPLAIN SELECT * FROM es_events WHERE stream_id = '$stream' ORDER BY stream_version" | sed 's/  (cost=.*//' | tee -a "$REPORT"
+    echo "stream $stream:" | tee -a "$REPORT"
+    { echo "PREPARE s(text) AS SELECT * FROM es_events WHERE stream_id = \$1 ORDER BY stream_version;"
+      for _ in 1 2 3 4 5 6; do echo "EXECUTE s('$stream');"; done
+      echo "\\o"
+      echo "EXPLAIN EXECUTE s('$stream');"; } \
+      | qdb -o /dev/null | sed 's/  (cost=.*//' | tee -a "$REPORT"
   done
   qdb -c "EXPLAIN SELECT * FROM es_events WHERE global_position > $((N / 2)) ORDER BY global_position LIMIT 1000" | sed 's/  (cost=.*//' | tee -a "$REPORT"
   out '```'
