@@ -172,6 +172,7 @@ extern int	es_wait_poll_interval;
 extern void es_wait_init(void);
 extern void es_note_append(void);
 extern void es_note_projection_change(void);
+extern bool es_event_after(int64 after, int64 upto);
 #define ES_MAX_WORKERS 64		/* databases with a background worker */
 typedef struct EsWorkerWake EsWorkerWake;
 extern EsWorkerWake *es_worker_claim(const char *dbname, pid_t *holder);

@@ -205,35 +205,6 @@ not_readable(const char *detail, const char *hint)
 			 errhint("%s", hint)));
 }
 
-/*
- * log_has_events
- *		Does the latest snapshot see any event at all?
- */
-static bool
-log_has_events(const EsCatalog *cat)
-{
-	Relation	rel;
-	Relation	index;
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
-	Snapshot	snap;
-	bool		found;
-
-	rel = table_open(cat->events, AccessShareLock);
-	index = index_open(cat->position_index, AccessShareLock);
-	slot = table_slot_create(rel, NULL);
-	snap = RegisterSnapshot(GetLatestSnapshot());
-	scan = index_beginscan(rel, index, snap, 0, 0);
-	index_rescan(scan, NULL, 0, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
-	UnregisterSnapshot(snap);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(rel, AccessShareLock);
-	return found;
-}
-
 #define ES_MARK_HINT "Add event_sourcing to shared_preload_libraries on the primary and list this database in event_sourcing.worker_databases there: its log mark writer publishes the safe bound. es_load and es_stream_version work without it."
 
 /*
@@ -284,7 +255,7 @@ es_log_mark_read(const EsCatalog *cat)
 	table_close(rel, AccessShareLock);
 
 	/* nothing published: an empty log is still safely empty */
-	if (mark < 0 && !log_has_events(cat))
+	if (mark < 0 && !es_event_after(0, PG_INT64_MAX))
 		return 0;
 	if (mark < 0)
 		not_readable(RecoveryInProgress() ?

@@ -451,11 +451,12 @@ es_wait_init(void)
 }
 
 /*
- * event_after
- *		Is there a committed event with position in (after, upto]?
+ * es_event_after
+ *		Does the latest snapshot see an event with position in (after, upto]?
+ *		(es_wait; mark.c, to tell an empty log from an unpublished mark.)
  */
-static bool
-event_after(int64 after, int64 upto)
+bool
+es_event_after(int64 after, int64 upto)
 {
 	const EsCatalog *cat = es_catalog();
 	Relation	rel;
@@ -535,7 +536,7 @@ es_wait(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 		mark = es_high_water_mark(cat, after);
 		/* the mark also moves past rolled-back positions: look for an event */
-		if (mark > after && event_after(after, mark))
+		if (mark > after && es_event_after(after, mark))
 		{
 			result = mark;
 			break;
