@@ -52,17 +52,6 @@
 /* seed of the stream id hash behind that lock */
 #define ES_STREAM_LOCK_SEED		UINT64CONST(0x6576656e74730001)
 
-/* The open event store during one append. */
-typedef struct EsAppendState
-{
-	Relation	rel;
-	EState	   *estate;
-	ResultRelInfo *rri;
-	TupleTableSlot *slot;
-	Relation	stream_index;
-	Relation	event_id_index;
-} EsAppendState;
-
 /*
  * describe_expected
  *		The expected version as words, for the DETAIL of a failed check.
@@ -93,13 +82,13 @@ check_expected_range(int64 expected)
 }
 
 /*
- * lock_stream
+ * es_store_lock_stream
  *		Serialise appenders to one stream until the end of the transaction.
  *
  * Distinct streams whose hashes collide merely share a lock.
  */
-static void
-lock_stream(text *stream_id)
+void
+es_store_lock_stream(text *stream_id)
 {
 	LOCKTAG		tag;
 	uint64		h;
@@ -148,7 +137,7 @@ es_append_firing(void)
 /*
  * es_append_firing_suspend
  *		Called around handler calls: an INSERT a handler runs is not ours.
- *		(An error in between needs no cleanup: close_store restores.)
+ *		(An error in between needs no cleanup: es_store_close restores.)
  */
 void
 es_append_firing_suspend(void)
@@ -167,11 +156,13 @@ es_append_firing_resume(void)
 }
 
 /*
- * open_store
+ * es_store_open
  *		Open es_events for insertion, with an executor state to insert through.
+ *		Row triggers fire at es_store_close, the inline projection trigger
+ *		dispatching unless the caller clears st->dispatch_inline.
  */
-static void
-open_store(EsAppendState *st)
+void
+es_store_open(EsAppendState *st)
 {
 	const EsCatalog *cat = es_catalog();
 	Oid			stream_index = cat->stream_index;
@@ -201,21 +192,22 @@ open_store(EsAppendState *st)
 	st->slot = table_slot_create(st->rel, &st->estate->es_tupleTable);
 	st->stream_index = find_index(st->rri, stream_index);
 	st->event_id_index = find_index(st->rri, event_id_index);
+	st->dispatch_inline = true;
 
 	AfterTriggerBeginQuery();
 }
 
 /*
- * close_store
+ * es_store_close
  *		Fire queued row triggers and release the executor state.
  */
-static void
-close_store(EsAppendState *st)
+void
+es_store_close(EsAppendState *st)
 {
 	bool		save_firing = firing;
 
 	/* the queued AFTER INSERT triggers fire here: let inline dispatch run */
-	firing = true;
+	firing = st->dispatch_inline;
 	PG_TRY();
 	{
 		AfterTriggerEndQuery(st->estate);
@@ -232,14 +224,14 @@ close_store(EsAppendState *st)
 }
 
 /*
- * read_head
+ * es_store_read_head
  *		The stream's current version and the recorded_at of its last event.
  *
  * Called with the stream locked.  The dirty snapshot sees every committed
  * event and this transaction's own, including those of the current command.
  */
-static int64
-read_head(EsAppendState *st, text *stream_id, TimestampTz *last_recorded)
+int64
+es_store_read_head(EsAppendState *st, text *stream_id, TimestampTz *last_recorded)
 {
 	SnapshotData dirty;
 	ScanKeyData key;
@@ -409,13 +401,15 @@ check_replay(EsAppendState *st, text *stream_id, bool any_version,
 }
 
 /*
- * insert_event
+ * es_store_insert
  *		Insert one row at the given version, taking the next global position.
- *		A generated event id is stored in ev->id.
+ *		A generated event id is stored in ev->id.  schema_version 0 means the
+ *		schema the event's type is written in now.
  */
-static void
-insert_event(EsAppendState *st, text *stream_id, int64 version,
-			 EsEventInput *ev, TimestampTz recorded_at, Oid seqoid)
+void
+es_store_insert(EsAppendState *st, text *stream_id, int64 version,
+				EsEventInput *ev, TimestampTz recorded_at,
+				int32 schema_version, Oid seqoid)
 {
 	TupleTableSlot *slot = st->slot;
 	Datum	   *values = slot->tts_values;
@@ -433,7 +427,7 @@ insert_event(EsAppendState *st, text *stream_id, int64 version,
 	values[Anum_es_events_data - 1] = JsonbPGetDatum(ev->data);
 	values[Anum_es_events_metadata - 1] = JsonbPGetDatum(ev->metadata);
 	values[Anum_es_events_recorded_at - 1] = TimestampTzGetDatum(recorded_at);
-	values[Anum_es_events_schema_version - 1] = Int32GetDatum(es_current_schema(ev->type));
+	values[Anum_es_events_schema_version - 1] = Int32GetDatum(schema_version != 0 ? schema_version : es_current_schema(ev->type));
 	memset(nulls, false, Natts_es_events * sizeof(bool));
 	ExecStoreVirtualTuple(slot);
 
@@ -466,15 +460,15 @@ append_events(text *stream_id, bool any_version, int64 expected,
 	PreventCommandIfParallelMode("es_append()");
 
 	seqoid = es_catalog()->position_seq;
-	open_store(&st);
-	lock_stream(stream_id);
+	es_store_open(&st);
+	es_store_lock_stream(stream_id);
 
-	current = read_head(&st, stream_id, &last_recorded);
+	current = es_store_read_head(&st, stream_id, &last_recorded);
 
 	replayed = check_replay(&st, stream_id, any_version, expected, ev, n, batch);
 	if (replayed >= 0)
 	{
-		close_store(&st);
+		es_store_close(&st);
 		return replayed;
 	}
 
@@ -519,12 +513,13 @@ append_events(text *stream_id, bool any_version, int64 expected,
 	for (int i = 0; i < n; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		insert_event(&st, stream_id, current + i + 1, &ev[i], recorded_at, seqoid);
+		es_store_insert(&st, stream_id, current + i + 1, &ev[i], recorded_at, 0,
+						seqoid);
 		/* what the index expressions computed for this row */
 		ResetPerTupleExprContext(st.estate);
 	}
 
-	close_store(&st);
+	es_store_close(&st);
 	es_notify_append(stream_id);
 	es_note_append();
 	return current + n;

@@ -18,6 +18,7 @@
 #include "fmgr.h"
 #include "storage/condition_variable.h"
 #include "utils/jsonb.h"
+#include "utils/relcache.h"
 #include "utils/snapshot.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -207,6 +208,30 @@ extern EsEventInput *es_parse_batch(Jsonb *events, int *n);
 /* append.c: appending a JSON array of events (es_execute uses it) */
 extern int64 es_append_batch_jsonb(text *stream_id, bool any_version,
 								   int64 expected, Jsonb *events);
+/*
+ * append.c: es_events opened for inserting through the executor's simple
+ * insert path (es_append, es_import).
+ */
+typedef struct EsAppendState
+{
+	Relation	rel;
+	struct EState *estate;
+	struct ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	Relation	stream_index;
+	Relation	event_id_index;
+	bool		dispatch_inline;	/* the inline projection trigger dispatches */
+} EsAppendState;
+
+extern void es_store_open(EsAppendState *st);
+extern void es_store_close(EsAppendState *st);
+extern void es_store_lock_stream(text *stream_id);
+extern int64 es_store_read_head(EsAppendState *st, text *stream_id,
+								TimestampTz *last_recorded);
+extern void es_store_insert(EsAppendState *st, text *stream_id, int64 version,
+							EsEventInput *ev, TimestampTz recorded_at,
+							int32 schema_version, Oid seqoid);
+
 /* append.c: is es_append firing the row triggers of its own inserts? */
 extern bool es_append_firing(void);
 extern void es_append_firing_suspend(void);

@@ -3,7 +3,7 @@
 -- The extension is created in the default schema (public, the first existing
 -- schema on search_path) inside this transaction; ROLLBACK removes it again.
 BEGIN;
-SELECT plan(95);
+SELECT plan(99);
 
 CREATE EXTENSION event_sourcing;
 
@@ -293,6 +293,19 @@ SELECT is(
 SELECT is(
     (SELECT proparallel::text FROM pg_proc WHERE oid = to_regprocedure('public.es_append(text,bigint,jsonb)')),
     'u', 'es_append (batch) is PARALLEL UNSAFE');
+
+-- es_import (1.4): one overload, not STRICT (NULL source is 22004), a writer
+SELECT results_eq(
+    $$SELECT p.oid::regprocedure::text || ' returns ' || p.prorettype::regtype::text
+       FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proname = 'es_import'$$,
+    $$VALUES ('es_import(regclass) returns bigint')$$,
+    'es_import(source regclass) RETURNS bigint is the only es_import');
+SELECT isnt_strict('public', 'es_import', ARRAY['regclass'], 'es_import is not STRICT');
+SELECT throws_ok($$SELECT public.es_import(NULL)$$, '22004', NULL,
+                 'es_import(NULL) raises 22004 rather than returning NULL');
+SELECT is(
+    (SELECT proparallel::text || provolatile::text FROM pg_proc WHERE oid = to_regprocedure('public.es_import(regclass)')),
+    'uv', 'es_import is VOLATILE and PARALLEL UNSAFE');
 
 -- SECURITY DEFINER: none, neither the API nor any helper of the extension
 SELECT isnt_definer('public', 'es_append', ARRAY['text', 'bigint', 'text', 'jsonb', 'jsonb', 'uuid'],
