@@ -268,7 +268,12 @@ BEGIN READ ONLY;
 SELECT imp.err($$SELECT es_import('imp.more')$$);
 ROLLBACK;
 
+-- examples/migrate.sql runs as the README says
 SELECT es_drop_projection('imp_seen');
+SET client_min_messages = warning;
+\i examples/migrate.sql
+RESET client_min_messages;
+
 SET client_min_messages = warning;
 DROP SCHEMA imp CASCADE;
 RESET client_min_messages;
