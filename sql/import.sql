@@ -180,6 +180,14 @@ SELECT imp.err($$SELECT es_import('imp.nodata')$$);
 CREATE SEQUENCE imp.seq;
 SELECT imp.err($$SELECT es_import('imp.seq')$$);
 SELECT imp.err($$SELECT es_import(NULL)$$);
+-- a value the store's type does not accept: the cast fails while the source
+-- is read
+CREATE TABLE imp.textual (stream_id text, stream_version text, event_type text, data text);
+INSERT INTO imp.textual VALUES ('t-1', '1', 'Opened', '{"ok": true}'), ('t-1', '2', 'Noted', '{not json');
+SELECT imp.err($$SELECT es_import('imp.textual')$$);
+TRUNCATE imp.textual;
+INSERT INTO imp.textual VALUES ('t-1', 'one', 'Opened', '{}');
+SELECT imp.err($$SELECT es_import('imp.textual')$$);
 TRUNCATE imp.more;
 SELECT es_import('imp.more');
 SELECT imp.unchanged();

@@ -110,8 +110,9 @@ typedef struct ImportStream
 /* What the error context names: the source row being imported. */
 typedef struct ImportErrorContext
 {
-	Oid			source;
-	int64		row;			/* numbered from 1 in import order, 0: none */
+	const char *source;			/* qualified name, computed beforehand */
+	int64		row;			/* numbered from 1 in import order; 0: the
+								 * source is being read */
 	text	   *stream_id;		/* NULL until read */
 	int64		version;
 	bool		version_known;
@@ -173,18 +174,19 @@ import_error_callback(void *arg)
 	ImportErrorContext *ctx = (ImportErrorContext *) arg;
 
 	if (ctx->row == 0)
-		return;
-	if (ctx->stream_id == NULL)
+		errcontext("es_import of %s, reading the source",
+				   ctx->source);
+	else if (ctx->stream_id == NULL)
 		errcontext("es_import of %s, row %lld in import order",
-				   qualified_name(ctx->source),
+				   ctx->source,
 				   (long long) ctx->row);
 	else if (!ctx->version_known)
 		errcontext("es_import of %s, row %lld in import order (stream \"%s\")",
-				   qualified_name(ctx->source),
+				   ctx->source,
 				   (long long) ctx->row, text_to_cstring(ctx->stream_id));
 	else
 		errcontext("es_import of %s, row %lld in import order (stream \"%s\", version " INT64_FORMAT ")",
-				   qualified_name(ctx->source),
+				   ctx->source,
 				   (long long) ctx->row, text_to_cstring(ctx->stream_id),
 				   ctx->version);
 }
@@ -500,7 +502,7 @@ es_import(PG_FUNCTION_ARGS)
 	if (only_own_insert_triggers(st.rel))
 		st.rri->ri_TrigDesc = NULL;
 
-	ectx.source = source;
+	ectx.source = qualified_name(source);
 	ectx.row = 0;
 	ectx.stream_id = NULL;
 	ectx.version_known = false;
@@ -514,6 +516,7 @@ es_import(PG_FUNCTION_ARGS)
 		SPITupleTable *tt;
 		uint64		nrows;
 
+		ectx.row = 0;
 		SPI_cursor_fetch(portal, true, IMPORT_BATCH_ROWS);
 		nrows = SPI_processed;
 		if (nrows == 0)
@@ -535,7 +538,6 @@ es_import(PG_FUNCTION_ARGS)
 		MemoryContextReset(batch_cxt);
 		SPI_freetuptable(tt);
 	}
-	ectx.row = 0;
 	error_context_stack = errcb.previous;
 
 	es_store_close(&st);
