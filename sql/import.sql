@@ -240,6 +240,26 @@ SELECT bool_and(ok) AS positions_follow_recorded_at FROM (
     FROM es_events WHERE stream_id LIKE 'bulk-%') s;
 SELECT es_stream_version('bulk-0'), es_stream_version('bulk-6');
 
+-- With a row trigger of its own on es_events, each row is inserted on its
+-- own (the trigger sees every row); the result is the same.
+CREATE TABLE imp.trigger_saw (stream_id text, stream_version bigint);
+CREATE FUNCTION imp.saw() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO imp.trigger_saw VALUES (NEW.stream_id, NEW.stream_version);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER imp_saw AFTER INSERT ON es_events FOR EACH ROW EXECUTE FUNCTION imp.saw();
+CREATE TABLE imp.bulk2 AS
+SELECT replace(stream_id, 'bulk-', 'bulk2-') AS stream_id, stream_version, event_type, data, recorded_at
+  FROM imp.bulk;
+SELECT es_import('imp.bulk2');
+DROP TRIGGER imp_saw ON es_events;
+SELECT count(*) AS trigger_saw, count(DISTINCT (stream_id, stream_version)) AS distinct_rows FROM imp.trigger_saw;
+SELECT count(*) AS same_rows FROM es_events a JOIN es_events b
+    ON b.stream_id = replace(a.stream_id, 'bulk-', 'bulk2-') AND b.stream_version = a.stream_version
+   AND b.data = a.data AND b.recorded_at = a.recorded_at
+ WHERE a.stream_id LIKE 'bulk-%';
+
 --
 -- Privileges: EXECUTE on es_import is not granted to PUBLIC; the source is
 -- read with the caller's own privileges.

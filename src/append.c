@@ -401,6 +401,39 @@ check_replay(EsAppendState *st, text *stream_id, bool any_version,
 }
 
 /*
+ * es_store_fill
+ *		Put one event row into a slot of es_events: the stream, version,
+ *		time, position and schema given (schema_version 0: the schema the
+ *		event's type is written in now).  A generated event id is stored in
+ *		ev->id, which the slot points to: ev must outlive the slot's use.
+ */
+void
+es_store_fill(TupleTableSlot *slot, text *stream_id, int64 version,
+			  EsEventInput *ev, TimestampTz recorded_at,
+			  int32 schema_version, int64 position)
+{
+	Datum	   *values = slot->tts_values;
+	bool	   *nulls = slot->tts_isnull;
+
+	ExecClearTuple(slot);
+	if (!ev->id_given)
+		es_uuidv7(&ev->id);
+
+	values[Anum_es_events_global_position - 1] = Int64GetDatum(position);
+	values[Anum_es_events_stream_id - 1] = PointerGetDatum(stream_id);
+	values[Anum_es_events_stream_version - 1] = Int64GetDatum(version);
+	values[Anum_es_events_event_id - 1] = UUIDPGetDatum(&ev->id);
+	values[Anum_es_events_event_type - 1] = PointerGetDatum(ev->type);
+	values[Anum_es_events_data - 1] = JsonbPGetDatum(ev->data);
+	values[Anum_es_events_metadata - 1] = JsonbPGetDatum(ev->metadata);
+	values[Anum_es_events_recorded_at - 1] = TimestampTzGetDatum(recorded_at);
+	values[Anum_es_events_schema_version - 1] =
+		Int32GetDatum(schema_version != 0 ? schema_version : es_current_schema(ev->type));
+	memset(nulls, false, Natts_es_events * sizeof(bool));
+	ExecStoreVirtualTuple(slot);
+}
+
+/*
  * es_store_insert
  *		Insert one row at the given version, taking the next global position.
  *		A generated event id is stored in ev->id.  schema_version 0 means the
@@ -411,27 +444,9 @@ es_store_insert(EsAppendState *st, text *stream_id, int64 version,
 				EsEventInput *ev, TimestampTz recorded_at,
 				int32 schema_version, Oid seqoid)
 {
-	TupleTableSlot *slot = st->slot;
-	Datum	   *values = slot->tts_values;
-	bool	   *nulls = slot->tts_isnull;
-
-	ExecClearTuple(slot);
-	if (!ev->id_given)
-		es_uuidv7(&ev->id);
-
-	values[Anum_es_events_global_position - 1] = Int64GetDatum(es_next_position(seqoid));
-	values[Anum_es_events_stream_id - 1] = PointerGetDatum(stream_id);
-	values[Anum_es_events_stream_version - 1] = Int64GetDatum(version);
-	values[Anum_es_events_event_id - 1] = UUIDPGetDatum(&ev->id);
-	values[Anum_es_events_event_type - 1] = PointerGetDatum(ev->type);
-	values[Anum_es_events_data - 1] = JsonbPGetDatum(ev->data);
-	values[Anum_es_events_metadata - 1] = JsonbPGetDatum(ev->metadata);
-	values[Anum_es_events_recorded_at - 1] = TimestampTzGetDatum(recorded_at);
-	values[Anum_es_events_schema_version - 1] = Int32GetDatum(schema_version != 0 ? schema_version : es_current_schema(ev->type));
-	memset(nulls, false, Natts_es_events * sizeof(bool));
-	ExecStoreVirtualTuple(slot);
-
-	ExecSimpleRelationInsert(st->rri, st->estate, slot);
+	es_store_fill(st->slot, stream_id, version, ev, recorded_at,
+				  schema_version, es_next_position(seqoid));
+	ExecSimpleRelationInsert(st->rri, st->estate, st->slot);
 }
 
 /*

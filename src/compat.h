@@ -63,6 +63,15 @@ InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
 #endif
 
 /* this backend's PGPROC number and local transaction id (renamed in 17) */
+/* ExecInsertIndexTuples gained onlySummarizing in PG 16 */
+#if PG_VERSION_NUM >= 160000
+#define es_insert_index_tuples(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL, false)
+#else
+#define es_insert_index_tuples(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL)
+#endif
+
 #if PG_VERSION_NUM >= 170000
 #define es_my_procno() (MyProcNumber)
 #define es_my_lxid() (MyProc->vxid.lxid)

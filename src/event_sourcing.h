@@ -228,6 +228,9 @@ extern void es_store_close(EsAppendState *st);
 extern void es_store_lock_stream(text *stream_id);
 extern int64 es_store_read_head(EsAppendState *st, text *stream_id,
 								TimestampTz *last_recorded);
+extern void es_store_fill(TupleTableSlot *slot, text *stream_id, int64 version,
+						  EsEventInput *ev, TimestampTz recorded_at,
+						  int32 schema_version, int64 position);
 extern void es_store_insert(EsAppendState *st, text *stream_id, int64 version,
 							EsEventInput *ev, TimestampTz recorded_at,
 							int32 schema_version, Oid seqoid);

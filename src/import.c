@@ -44,7 +44,9 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/relation.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -62,6 +64,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "compat.h"
 #include "event_sourcing.h"
 
 /* rows fetched from the source per batch */
@@ -117,6 +120,38 @@ typedef struct ImportErrorContext
 	int64		version;
 	bool		version_known;
 } ImportErrorContext;
+
+/*
+ * One import: the store, the streams seen, and the rows validated but not
+ * yet inserted.
+ *
+ * Rows are inserted a fetched batch at a time with the table AM's
+ * multi-insert (as COPY does: one WAL record and one buffer lock per heap
+ * page rather than per row, through a bulk-insert ring so the import does
+ * not flush shared buffers), then their index entries one row at a time.
+ * A batch is flushed before the source rows it points into are freed.
+ * Row triggers other than the extension's own need the per-row path
+ * (ExecSimpleRelationInsert), as in COPY.
+ */
+typedef struct ImportState
+{
+	EsAppendState st;
+	HTAB	   *streams;
+	MemoryContext streams_cxt;
+	bool		has_recorded_at;
+	TimestampTz now;
+	Oid			seqoid;
+	ImportErrorContext ectx;
+
+	bool		multi;			/* multi-insert; else one row at a time */
+	BulkInsertState bistate;
+	int			nbuffered;
+	TupleTableSlot *slots[IMPORT_BATCH_ROWS];
+	EsEventInput events[IMPORT_BATCH_ROWS];	/* the slots point into them */
+	int64		rows[IMPORT_BATCH_ROWS];	/* for the error context */
+	text	   *stream_ids[IMPORT_BATCH_ROWS];
+	int64		versions[IMPORT_BATCH_ROWS];
+} ImportState;
 
 /*
  * qualified_name
@@ -320,10 +355,10 @@ column_null(const char *column)
  *		Validate one source row against its stream and insert it.
  */
 static void
-import_row(EsAppendState *st, HTAB *streams, MemoryContext streams_cxt,
-		   HeapTuple tuple, TupleDesc desc, bool has_recorded_at,
-		   TimestampTz now, Oid seqoid, ImportErrorContext *ectx)
+import_row(ImportState *is, HeapTuple tuple, TupleDesc desc)
 {
+	EsAppendState *st = &is->st;
+	ImportErrorContext *ectx = &is->ectx;
 	Datum		v[NUM_IMPORT_COLS];
 	bool		n[NUM_IMPORT_COLS];
 	text	   *stream_id;
@@ -380,18 +415,18 @@ import_row(EsAppendState *st, HTAB *streams, MemoryContext streams_cxt,
 					 errhint("Leave schema_version NULL (or out of the source) to store the events in the current schema.")));
 	}
 
-	s = (ImportStream *) hash_search(streams, &stream_id, HASH_ENTER, &found);
+	s = (ImportStream *) hash_search(is->streams, &stream_id, HASH_ENTER, &found);
 	if (!found)
 	{
 		/* the key must outlive this row: point it at a copy */
-		s->stream_id = (text *) MemoryContextAlloc(streams_cxt, VARSIZE_ANY(stream_id));
+		s->stream_id = (text *) MemoryContextAlloc(is->streams_cxt, VARSIZE_ANY(stream_id));
 		memcpy(s->stream_id, stream_id, VARSIZE_ANY(stream_id));
 		s->version = es_store_read_head(st, stream_id, &s->last_recorded);
 		es_notify_append(stream_id);
 	}
 
-	if (!has_recorded_at)
-		recorded_at = Max(now, s->last_recorded);	/* as es_append's */
+	if (!is->has_recorded_at)
+		recorded_at = Max(is->now, s->last_recorded);	/* as es_append's */
 	else if (n[COL_RECORDED_AT])
 		column_null("recorded_at");
 	else
@@ -418,11 +453,70 @@ import_row(EsAppendState *st, HTAB *streams, MemoryContext streams_cxt,
 						   version, pstrdup(timestamptz_to_str(recorded_at))),
 				 errhint("A stream's recorded_at never decreases: events imported into a stream that has events must not be older than its last one.")));
 
-	es_store_insert(st, s->stream_id, version, &ev, recorded_at,
-					schema_version, seqoid);
-	ResetPerTupleExprContext(st->estate);
+	if (is->multi)
+	{
+		int			i = is->nbuffered;
+		TupleTableSlot *slot = is->slots[i];
+
+		if (slot == NULL)
+		{
+			/* in the executor state's memory: it outlives every batch */
+			MemoryContext oldcxt = MemoryContextSwitchTo(st->estate->es_query_cxt);
+
+			slot = is->slots[i] = table_slot_create(st->rel, &st->estate->es_tupleTable);
+			MemoryContextSwitchTo(oldcxt);
+		}
+		is->events[i] = ev;
+		es_store_fill(slot, s->stream_id, version, &is->events[i], recorded_at,
+					  schema_version, es_next_position(is->seqoid));
+		if (st->rel->rd_att->constr != NULL)
+			ExecConstraints(st->rri, slot, st->estate);
+		is->rows[i] = ectx->row;
+		is->stream_ids[i] = s->stream_id;
+		is->versions[i] = version;
+		is->nbuffered++;
+	}
+	else
+	{
+		es_store_insert(st, s->stream_id, version, &ev, recorded_at,
+						schema_version, is->seqoid);
+		ResetPerTupleExprContext(st->estate);
+	}
 	s->version = version;
 	s->last_recorded = recorded_at;
+}
+
+/*
+ * import_flush
+ *		Insert the buffered rows into the heap, then their index entries.
+ */
+static void
+import_flush(ImportState *is)
+{
+	EsAppendState *st = &is->st;
+
+	if (is->nbuffered == 0)
+		return;
+	is->ectx.row = is->rows[is->nbuffered - 1];
+	is->ectx.stream_id = NULL;
+	table_multi_insert(st->rel, is->slots, is->nbuffered,
+					   st->estate->es_output_cid, 0, is->bistate);
+	for (int i = 0; i < is->nbuffered; i++)
+	{
+		List	   *recheck;
+
+		CHECK_FOR_INTERRUPTS();
+		/* a unique violation names its row */
+		is->ectx.row = is->rows[i];
+		is->ectx.stream_id = is->stream_ids[i];
+		is->ectx.version = is->versions[i];
+		is->ectx.version_known = true;
+		recheck = es_insert_index_tuples(st->rri, is->slots[i], st->estate);
+		list_free(recheck);
+		ResetPerTupleExprContext(st->estate);
+		ExecClearTuple(is->slots[i]);
+	}
+	is->nbuffered = 0;
 }
 
 PG_FUNCTION_INFO_V1(es_import);
@@ -440,18 +534,13 @@ es_import(PG_FUNCTION_ARGS)
 	bool		present[NUM_IMPORT_COLS];
 	char	   *query;
 	const EsCatalog *cat;
-	Oid			seqoid;
-	EsAppendState st;
+	ImportState *is;
 	HASHCTL		hctl;
-	HTAB	   *streams;
-	MemoryContext streams_cxt;
 	MemoryContext batch_cxt;
 	MemoryContext oldcxt;
 	Portal		portal;
 	SPIPlanPtr	plan;
-	TimestampTz now;
 	int64		imported = 0;
-	ImportErrorContext ectx;
 	ErrorContextCallback errcb;
 
 	es_check_not_null(fcinfo, 0, "source");
@@ -462,8 +551,6 @@ es_import(PG_FUNCTION_ARGS)
 	es_check_log_writable();
 
 	cat = es_catalog();
-	seqoid = cat->position_seq;
-
 	source_columns(source, present);
 	query = import_query(source, present);
 
@@ -473,9 +560,13 @@ es_import(PG_FUNCTION_ARGS)
 	 */
 	LockRelationOid(cat->events, ExclusiveLock);
 
-	streams_cxt = AllocSetContextCreate(CurrentMemoryContext,
-										"es_import streams",
-										ALLOCSET_DEFAULT_SIZES);
+	is = (ImportState *) palloc0(sizeof(ImportState));
+	is->seqoid = cat->position_seq;
+	is->has_recorded_at = present[COL_RECORDED_AT];
+	is->now = GetCurrentTimestamp();
+	is->streams_cxt = AllocSetContextCreate(CurrentMemoryContext,
+											"es_import streams",
+											ALLOCSET_DEFAULT_SIZES);
 	batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
 									  "es_import batch",
 									  ALLOCSET_DEFAULT_SIZES);
@@ -483,11 +574,10 @@ es_import(PG_FUNCTION_ARGS)
 	hctl.entrysize = sizeof(ImportStream);
 	hctl.hash = stream_hash;
 	hctl.match = stream_match;
-	hctl.hcxt = streams_cxt;
-	streams = hash_create("es_import streams", 1024, &hctl,
-						  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-
-	now = GetCurrentTimestamp();
+	hctl.hcxt = is->streams_cxt;
+	is->streams = hash_create("es_import streams", 1024, &hctl,
+							  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	is->ectx.source = qualified_name(source);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -497,17 +587,18 @@ es_import(PG_FUNCTION_ARGS)
 			 query, SPI_result_code_string(SPI_result));
 	portal = SPI_cursor_open(NULL, plan, NULL, NULL, false);
 
-	es_store_open(&st);
-	st.dispatch_inline = false;
-	if (only_own_insert_triggers(st.rel))
-		st.rri->ri_TrigDesc = NULL;
+	es_store_open(&is->st);
+	is->st.dispatch_inline = false;
+	if (only_own_insert_triggers(is->st.rel))
+		is->st.rri->ri_TrigDesc = NULL;
+	is->multi = is->st.rri->ri_TrigDesc == NULL &&
+		!(is->st.rel->rd_att->constr != NULL &&
+		  is->st.rel->rd_att->constr->has_generated_stored);
+	if (is->multi)
+		is->bistate = GetBulkInsertState();
 
-	ectx.source = qualified_name(source);
-	ectx.row = 0;
-	ectx.stream_id = NULL;
-	ectx.version_known = false;
 	errcb.callback = import_error_callback;
-	errcb.arg = &ectx;
+	errcb.arg = &is->ectx;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
 
@@ -516,7 +607,7 @@ es_import(PG_FUNCTION_ARGS)
 		SPITupleTable *tt;
 		uint64		nrows;
 
-		ectx.row = 0;
+		is->ectx.row = 0;
 		SPI_cursor_fetch(portal, true, IMPORT_BATCH_ROWS);
 		nrows = SPI_processed;
 		if (nrows == 0)
@@ -527,26 +618,33 @@ es_import(PG_FUNCTION_ARGS)
 		for (uint64 i = 0; i < nrows; i++)
 		{
 			CHECK_FOR_INTERRUPTS();
-			ectx.row = imported + 1;
-			ectx.stream_id = NULL;
-			ectx.version_known = false;
-			import_row(&st, streams, streams_cxt, tt->vals[i], tt->tupdesc,
-					   present[COL_RECORDED_AT], now, seqoid, &ectx);
+			is->ectx.row = imported + 1;
+			is->ectx.stream_id = NULL;
+			is->ectx.version_known = false;
+			import_row(is, tt->vals[i], tt->tupdesc);
 			imported++;
 		}
+		/* before the rows the slots point into are freed */
+		import_flush(is);
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(batch_cxt);
 		SPI_freetuptable(tt);
 	}
 	error_context_stack = errcb.previous;
 
-	es_store_close(&st);
+	if (is->multi)
+	{
+		FreeBulkInsertState(is->bistate);
+		table_finish_bulk_insert(is->st.rel, 0);
+	}
+	es_store_close(&is->st);
 	SPI_cursor_close(portal);
 	SPI_finish();
 
-	hash_destroy(streams);
-	MemoryContextDelete(streams_cxt);
+	hash_destroy(is->streams);
+	MemoryContextDelete(is->streams_cxt);
 	MemoryContextDelete(batch_cxt);
+	pfree(is);
 
 	if (imported > 0)
 		es_note_append();
