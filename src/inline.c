@@ -71,6 +71,7 @@
 #include "executor/executor.h"
 #include "executor/functions.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/params.h"
@@ -106,6 +107,8 @@ static MemoryContext cache_cxt = NULL;
 static InlineEntry *cache = NULL;
 static uint64 cache_generation = 0;
 static bool callbacks_registered = false;
+/* type, operator, cast and schema changes seen (EsCallback.invals) */
+static uint64 invals = 0;
 
 /*
  * inline_invalidate
@@ -115,6 +118,7 @@ static void
 inline_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 {
 	cache_generation = 0;
+	invals++;
 }
 
 /*
@@ -378,8 +382,31 @@ lookup(Oid fn)
 }
 
 /*
+ * forget
+ *		Drop what prepare built for cb: its next call decides again.
+ */
+static void
+forget(EsCallback *cb)
+{
+	if (cb->exec_cxt != NULL)
+	{
+		if (cb->econtext != NULL)
+			FreeExprContext(cb->econtext, true);
+		MemoryContextDelete(cb->exec_cxt);
+	}
+	cb->exec_cxt = NULL;
+	cb->expr = NULL;
+	cb->econtext = NULL;
+	cb->params = NULL;
+	cb->fname = NULL;
+	cb->busy = false;
+	cb->inline_status = 0;
+}
+
+/*
  * prepare
- *		First call of cb: build its ExprState, or settle for fmgr calls.
+ *		First call of cb (in this transaction, with these definitions): build
+ *		its ExprState, or settle for fmgr calls.
  */
 static void
 prepare(EsCallback *cb, int nargs)
@@ -389,10 +416,16 @@ prepare(EsCallback *cb, int nargs)
 	Oid		   *argtypes;
 	int			n;
 
+	/* a call made while compiling (constant folding) uses fmgr */
 	cb->inline_status = -1;
+	cb->lxid = MyProc->lxid;
+	cb->enabled = es_inline_enabled;
 	if (!es_inline_enabled)
 		return;
 	expr = lookup(cb->fn);
+	/* lookup emptied the cache if anything moved: what it gave is current */
+	cb->generation = es_catalog_generation();
+	cb->invals = invals;
 	/* (SECURITY DEFINER and SET clauses were refused: the guard is cheap) */
 	if (expr == NULL || cb->flinfo.fn_addr != fmgr_sql)
 		return;
@@ -401,7 +434,9 @@ prepare(EsCallback *cb, int nargs)
 	if (n != nargs)
 		return;
 
-	old = MemoryContextSwitchTo(cb->mcxt);
+	cb->exec_cxt = AllocSetContextCreate(cb->mcxt, "event_sourcing inlined callback",
+										 ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cb->exec_cxt);
 	cb->params = makeParamList(nargs);
 	for (int i = 0; i < nargs; i++)
 	{
@@ -444,9 +479,25 @@ es_callback_call(EsCallback *cb, FunctionCallInfo fcinfo)
 				return (Datum) 0;
 			}
 
+	/*
+	 * A callback kept across calls (an upcaster's, in the registry) is
+	 * decided again in each transaction, as fmgr_sql rebuilds its own state,
+	 * and whenever a definition or the setting changed.
+	 */
+	if (cb->inline_status != 0 &&
+		(cb->lxid != MyProc->lxid ||
+		 cb->enabled != es_inline_enabled ||
+		 (cb->inline_status > 0 &&
+		  (cb->generation != es_catalog_generation() || cb->invals != invals))))
+	{
+		if (cb->busy)
+			return es_callback_invoke(fcinfo);
+		forget(cb);
+	}
 	if (cb->inline_status == 0)
 		prepare(cb, fcinfo->nargs);
-	if (cb->inline_status < 0)
+	/* an ExprState is not reentrant: a nested call of cb (a read inside) uses fmgr */
+	if (cb->inline_status < 0 || cb->busy)
 		return es_callback_invoke(fcinfo);
 
 	check_stack_depth();
@@ -462,7 +513,16 @@ es_callback_call(EsCallback *cb, FunctionCallInfo fcinfo)
 	errcb.arg = &earg;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
-	result = ExecEvalExpr(cb->expr, cb->econtext, &fcinfo->isnull);
+	cb->busy = true;
+	PG_TRY();
+	{
+		result = ExecEvalExpr(cb->expr, cb->econtext, &fcinfo->isnull);
+	}
+	PG_FINALLY();
+	{
+		cb->busy = false;
+	}
+	PG_END_TRY();
 	error_context_stack = errcb.previous;
 	return result;
 }

@@ -67,7 +67,7 @@
 typedef struct EsUpcastStep
 {
 	Oid			fn;
-	FmgrInfo	flinfo;
+	EsCallback	cb;				/* its calls, inlined when it is one expression */
 	char	   *to_type;		/* NULL: keeps the type */
 	Oid			owner;			/* runs as this role */
 	char	   *search_path;	/* ... with this search_path */
@@ -177,7 +177,7 @@ load_cache(void)
 		/* a dropped function breaks only the reads that need this step */
 		step->missing = !SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(step->fn));
 		if (!step->missing)
-			fmgr_info_cxt(step->fn, &step->flinfo, c->cxt);
+			es_callback_init(&step->cb, step->fn, c->cxt);
 		d = heap_getattr(tup, Anum_es_upcasters_to_type, desc, &isnull);
 		old = MemoryContextSwitchTo(c->cxt);
 		step->to_type = isnull ? NULL : TextDatumGetCString(d);
@@ -404,11 +404,11 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
 			step->checked = true;
 		}
 
-		InitFunctionCallInfoData(*fcinfo, &step->flinfo, 1, InvalidOid, NULL, NULL);
+		InitFunctionCallInfoData(*fcinfo, &step->cb.flinfo, 1, InvalidOid, NULL, NULL);
 		fcinfo->args[0].value = data;
 		fcinfo->args[0].isnull = false;
 		es_scope_enter(&scope, step->owner, step->search_path);
-		data = es_callback_invoke(fcinfo);
+		data = es_callback_call(&step->cb, fcinfo);
 		es_scope_exit(&scope);
 		if (fcinfo->isnull)
 			ereport(ERROR,
