@@ -458,6 +458,44 @@ prepare(EsCallback *cb, int nargs)
 }
 
 /*
+ * call_fmgr
+ *		Call cb through the function manager.  A nested call of cb (a read
+ *		inside an upcaster that upcasts with the same step) gets an FmgrInfo
+ *		of its own: fmgr_sql keeps the state of the call in progress in
+ *		fn_extra, and a second call through the same FmgrInfo would run on
+ *		it (and return NULL).
+ */
+static Datum
+call_fmgr(EsCallback *cb, FunctionCallInfo fcinfo)
+{
+	Datum		result;
+
+	if (cb->busy)
+	{
+		FmgrInfo	flinfo;
+		FmgrInfo   *save = fcinfo->flinfo;
+
+		/* in the caller's (per-call) memory, like its result */
+		fmgr_info(cb->fn, &flinfo);
+		fcinfo->flinfo = &flinfo;
+		result = es_callback_invoke(fcinfo);
+		fcinfo->flinfo = save;
+		return result;
+	}
+	cb->busy = true;
+	PG_TRY();
+	{
+		result = es_callback_invoke(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		cb->busy = false;
+	}
+	PG_END_TRY();
+	return result;
+}
+
+/*
  * es_callback_call
  *		Call cb with fcinfo's arguments, inside a scope (callback.c): as its
  *		expression when the body is one, else through the function manager.
@@ -491,14 +529,14 @@ es_callback_call(EsCallback *cb, FunctionCallInfo fcinfo)
 		  (cb->generation != es_catalog_generation() || cb->invals != invals))))
 	{
 		if (cb->busy)
-			return es_callback_invoke(fcinfo);
+			return call_fmgr(cb, fcinfo);
 		forget(cb);
 	}
 	if (cb->inline_status == 0)
 		prepare(cb, fcinfo->nargs);
 	/* an ExprState is not reentrant: a nested call of cb (a read inside) uses fmgr */
 	if (cb->inline_status < 0 || cb->busy)
-		return es_callback_invoke(fcinfo);
+		return call_fmgr(cb, fcinfo);
 
 	check_stack_depth();
 	for (int i = 0; i < fcinfo->nargs; i++)
