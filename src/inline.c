@@ -14,8 +14,14 @@
  * (its arguments become Params 1..n, as fmgr_sql's parser hooks make them),
  * checked to be a lone expression, and run through the planner's
  * expression_planner (constant folding, inlining of the SQL functions it
- * calls), once per definition; each use (one fold) builds an ExprState from
- * it, and each call sets the Params and evaluates the ExprState.
+ * calls), once per definition; each use builds an ExprState from it, and
+ * each call sets the Params and evaluates the ExprState.  A use is one
+ * fold for evolve (aggregate.c); for an upcaster it is its step in the
+ * upcaster registry (upcast.c), which lives across transactions: its
+ * EsCallback is decided again (compiled form looked up, ExprState built) at
+ * its first call in each transaction, as fmgr_sql rebuilds its own state,
+ * and whenever es_catalog_generation(), a type, operator, cast or schema, or
+ * the setting changed since.
  *
  * The result is the one the function manager's call would give, because it
  * is what fmgr_sql itself computes: it parses the same text with the same
@@ -55,7 +61,11 @@
  * caller's memory (execution permission on the functions it calls is
  * checked then, as the owner, as ExecutorStart would), so a cache flush in
  * the middle of a fold, or a callback that recursively folds the same
- * aggregate, cannot disturb it.
+ * aggregate, cannot disturb it.  An ExprState is not reentrant: a call of
+ * an EsCallback made while it is being evaluated (an upcaster whose body
+ * reads events that the same step upcasts) goes through the function
+ * manager, with an FmgrInfo of its own (fmgr_sql's state in fn_extra is not
+ * reentrant either).
  *
  * event_sourcing.inline_sql_callbacks (on by default) turns it off, for
  * comparison; a DEBUG1 message reports each compilation and its outcome.

@@ -13,7 +13,9 @@
  *
  * Each step runs as the role that registered it, restricted, with the
  * search_path it was registered with (callback.c): an upcaster never runs
- * as the reader, nor as the background worker.  A type's chain belongs to
+ * as the reader, nor as the background worker.  Steps are called through
+ * es_callback_call: a SQL function whose body is one expression is
+ * evaluated as that expression (inline.c), without an executor per call.  A type's chain belongs to
  * the owner of its first step: only members of that role may extend it.
  *
  * The registry is small and read whole into a per-backend cache, rebuilt
