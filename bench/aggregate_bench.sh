@@ -68,6 +68,20 @@
 # es_aggregate folds 10,000 events per call and stores no snapshot.
 # Target: es_aggregate calls/s / CREATE AGGREGATE calls/s >= 1.0.
 #
+# Part 3, SQL callbacks at expression speed: bank_evolve (SQL, one SELECT
+# of a CASE expression: evaluated as that expression, src/inline.c) against
+# the same SQL function called through the function manager
+# (event_sourcing.inline_sql_callbacks = off in PGOPTIONS) and against the
+# same logic in PL/pgSQL (bank_evolve_plpgsql, bench/aggregate_setup.sql).
+# 'big' is redefined with bank_evolve; 'bigpl' (stream bigpl-1, the same
+# 10,000 events) has bank_evolve_plpgsql; snapshot_every = 0 for both:
+#   bench/aggregate_es_big.sql        SELECT * FROM es_aggregate('big-1')      (SQL, inlined)
+#   bench/aggregate_es_big_off.sql    the same, with the setting off           (SQL, fmgr)
+#   bench/aggregate_es_bigpl.sql      SELECT * FROM es_aggregate('bigpl-1')    (PL/pgSQL)
+# The script checks that the three return the same state and, at DEBUG1,
+# that bank_evolve is reported "evaluated as an expression" (and not with
+# the setting off).
+#
 # Method.  All runs in one cluster, 1 client, pgbench -n -M prepared -c 1
 # -j 1.  Every variant of a comparison runs once per round, -r N rounds
 # (default 6) of -d SEC runs (default 3 s); the order is reversed from one
@@ -135,13 +149,16 @@ declare -A EV_INIT=([bank]=$BANK_INIT [noop_sql]=$SMALL_INIT [noop_plpgsql]=$SMA
 declare -A EV_DESC=([bank]="bank_evolve (SQL, examples/bank_account.sql)" [noop_sql]="noop_sql_evolve (SQL, \`SELECT state\`)"
                     [noop_plpgsql]="noop_plpgsql_evolve (PL/pgSQL, \`RETURN state\`)" [c]="c_evolve (C: built-in jsonb_strip_nulls)")
 
-# pgrun NAME SCRIPT SECONDS: one pgbench run, 1 client; sets TPS.
+# pgrun NAME SCRIPT SECONDS: one pgbench run, 1 client, with the script's
+# SCRIPT_OPTS added to PGOPTIONS; sets TPS.
+declare -A SCRIPT_OPTS=([aggregate_es_big_off.sql]='-c event_sourcing.inline_sql_callbacks=off')
 pgrun() {
   local name=$1 script=$2 secs=$3 log
   RUN=$((RUN + 1))
   log=$(printf '%s/%03d-%s.log' "$LOGDIR" "$RUN" "$name")
   say "  run $RUN: $name (${secs}s)"
-  es_bench_pgbench "$log" -c 1 -j 1 -T "$secs" -f "$HERE/$script" "$DB"
+  PGOPTIONS="$PGOPTIONS${SCRIPT_OPTS[$script]:+ ${SCRIPT_OPTS[$script]}}" \
+    es_bench_pgbench "$log" -c 1 -j 1 -T "$secs" -f "$HERE/$script" "$DB"
   [[ -n $TPS ]] || die "cannot parse $log"
 }
 
@@ -218,10 +235,11 @@ say "building the streams"
 qdb >/dev/null <<EOF
 SELECT es_define_aggregate('acct', 'bank_evolve(jsonb, es_events)', initial_state => '$BANK_INIT', snapshot_every => 100);
 SELECT es_define_aggregate('big', 'bank_evolve(jsonb, es_events)', initial_state => '$BANK_INIT', snapshot_every => 0);
-SELECT bench_fill('acct-100', 100), bench_fill('acct-100000', 100000), bench_fill('big-1', 10000);
+SELECT es_define_aggregate('bigpl', 'bank_evolve_plpgsql(jsonb, es_events)', initial_state => '$BANK_INIT', snapshot_every => 0);
+SELECT bench_fill('acct-100', 100), bench_fill('acct-100000', 100000), bench_fill('big-1', 10000), bench_fill('bigpl-1', 10000);
 VACUUM ANALYZE;
 EOF
-for s in acct-100:100 acct-100000:100000 big-1:10000; do
+for s in acct-100:100 acct-100000:100000 big-1:10000 bigpl-1:10000; do
   [[ $(qdb -c "SELECT es_stream_version('${s%%:*}')") == "${s#*:}" ]] || die "${s%%:*} does not have ${s#*:} events"
 done
 
@@ -373,5 +391,35 @@ for f in aggregate_fold_load.sql aggregate_fold_load_unordered.sql aggregate_fol
   out ""
 done
 out '```'
+out ""
+# ---------------------------------------------------------------------------
+say "part 3: bank_evolve inlined vs not inlined vs PL/pgSQL"
+qdb >/dev/null <<EOF
+SELECT es_define_aggregate('big', 'bank_evolve(jsonb, es_events)', initial_state => '$BANK_INIT', snapshot_every => 0);
+EOF
+P3_SCRIPTS=(aggregate_es_big.sql aggregate_es_big_off.sql aggregate_es_bigpl.sql)
+same=$(qdb -c "SELECT count(DISTINCT s) FROM (
+    SELECT (SELECT state FROM es_aggregate('big-1')) UNION ALL
+    SELECT (SELECT state FROM es_aggregate('bigpl-1'))) x(s)")
+same_off=$(PGOPTIONS="$PGOPTIONS -c client_min_messages=warning -c event_sourcing.inline_sql_callbacks=off" q -d "$DB" \
+  -c "SELECT (SELECT state FROM es_aggregate('big-1')) = (SELECT state FROM es_aggregate('bigpl-1'))")
+[[ $same == 1 && $same_off == t ]] || die "bank_evolve (inlined, not inlined) and bank_evolve_plpgsql fold big-1 and bigpl-1 to different states"
+INLINED=$(PGOPTIONS="$PGOPTIONS -c client_min_messages=debug1" q -d "$DB" -c "SELECT version FROM es_aggregate('big-1')" 2>&1 >/dev/null | grep -c 'bank_evolve(jsonb,es_events) is evaluated as an expression' || true)
+NOT_INLINED=$(PGOPTIONS="$PGOPTIONS -c client_min_messages=debug1 -c event_sourcing.inline_sql_callbacks=off" q -d "$DB" -c "SELECT version FROM es_aggregate('big-1')" 2>&1 >/dev/null | grep -c 'is evaluated as an expression' || true)
+[[ $INLINED == 1 && $NOT_INLINED == 0 ]] || die "expected bank_evolve evaluated as an expression ($INLINED), and not with the setting off ($NOT_INLINED)"
+say "warm-up (discarded)"
+for f in "${P3_SCRIPTS[@]}"; do pgrun "warmup-${f%.sql}" "$f" 1; done
+rounds inline "${P3_SCRIPTS[@]}"
+i=${MED[aggregate_es_big.sql]} o=${MED[aggregate_es_big_off.sql]} p=${MED[aggregate_es_bigpl.sql]}
+out "## 3. SQL evolve inlined vs called through the function manager vs PL/pgSQL (one 10,000-event stream, snapshot_every = 0)"
+out ""
+out "calls/s of \`es_aggregate\` (µs per event); ratios are medians of the per-round ratios.  inlined = bank_evolve (SQL), evaluated as an expression; off = the same with \`event_sourcing.inline_sql_callbacks = off\`; PL/pgSQL = bank_evolve_plpgsql, the same logic.  Checked: the three fold to the same state; at DEBUG1 bank_evolve was reported \"evaluated as an expression\" ($INLINED), not with the setting off ($NOT_INLINED)."
+out ""
+out "| SQL inlined | SQL, inlining off | PL/pgSQL | inlined / off | inlined / PL/pgSQL | PL/pgSQL / off |"
+out "|---:|---:|---:|---:|---:|---:|"
+out "| $(cps "$i") ($(us "$i" 10000)) | $(cps "$o") ($(us "$o" 10000)) | $(cps "$p") ($(us "$p" 10000)) | **$(pratio "${ALL[aggregate_es_big.sql]}" "${ALL[aggregate_es_big_off.sql]}")** | **$(pratio "${ALL[aggregate_es_big.sql]}" "${ALL[aggregate_es_bigpl.sql]}")** | $(pratio "${ALL[aggregate_es_bigpl.sql]}" "${ALL[aggregate_es_big_off.sql]}") |"
+out ""
+# shellcheck disable=SC2086
+out "Runs (calls/s, in run order): inlined $(join ${ALL[aggregate_es_big.sql]}); off $(join ${ALL[aggregate_es_big_off.sql]}); PL/pgSQL $(join ${ALL[aggregate_es_bigpl.sql]})"
 out ""
 out "Logs: $LOGDIR"

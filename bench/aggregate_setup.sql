@@ -34,3 +34,30 @@ BEGIN
     END LOOP;
     RETURN v;
 END $$;
+
+-- bank_evolve written in PL/pgSQL, the same logic (part 3 of
+-- aggregate_bench.sh compares it with the SQL one, inlined or not).
+CREATE FUNCTION bank_evolve_plpgsql(state jsonb, event es_events) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    CASE event.event_type
+    WHEN 'AccountOpened' THEN
+        RETURN jsonb_build_object('status', 'open',
+                                  'owner', event.data->'owner',
+                                  'balance', (event.data->>'amount')::numeric,
+                                  'transactions', 1);
+    WHEN 'MoneyDeposited' THEN
+        RETURN state || jsonb_build_object(
+            'balance', (state->>'balance')::numeric + (event.data->>'amount')::numeric,
+            'transactions', (state->>'transactions')::int + 1);
+    WHEN 'MoneyWithdrawn' THEN
+        RETURN state || jsonb_build_object(
+            'balance', (state->>'balance')::numeric - (event.data->>'amount')::numeric,
+            'transactions', (state->>'transactions')::int + 1);
+    WHEN 'AccountClosed' THEN
+        RETURN state || '{"status": "closed"}';
+    ELSE
+        RETURN state;
+    END CASE;
+END
+$$;

@@ -10,6 +10,7 @@
 #   bench/upcast_bench.sh --build         benchmark the repository's HEAD
 #                                         commit, built into a private directory
 #   bench/upcast_bench.sh --no-wait       do not wait for other benchmarks
+#   bench/upcast_bench.sh --reads-only    part 1 only (no appends)
 #
 # --build exports HEAD (git archive) to a temporary directory, builds it and
 # installs it there (make install DESTDIR=...), and points the throwaway
@@ -33,26 +34,35 @@
 # redid.  --no-wait turns this off (smoke tests).
 #
 # Part 1, reading through upcasters (claim: upcasting is cheap enough to read
-# through).  The store (bench/upcast_setup.sql) holds two streams of 1,000
-# events each, appended in 100 interleaved batches of 10, both with data
-# {"amount": 10}: 'plain-1' of type 'Noted' and 'up-1' of type
-# 'MoneyDeposited', stored at schema 1.  That database is then copied
-# (CREATE DATABASE ... TEMPLATE, so the copy is physically identical) into
-# _none, which never gets an upcaster, and _up gets the chain of
-# bench/upcast_define.sql: MoneyDeposited 1->2 (SQL function
+# through).  The store (bench/upcast_setup.sql) holds three streams of 1,000
+# events each, appended in 100 interleaved batches of 10, all with data
+# {"amount": 10}: 'plain-1' of type 'Noted', 'up-1' of type 'MoneyDeposited'
+# and 'pl-1' of type 'CashDeposited', stored at schema 1.  That database is
+# then copied (CREATE DATABASE ... TEMPLATE, so the copy is physically
+# identical) into _none, which never gets an upcaster, and _up gets the
+# chains of bench/upcast_define.sql: MoneyDeposited 1->2 (SQL function
 # `SELECT data || '{"currency": "EUR"}'`) and 2->3 (SQL function
-# `jsonb_build_object('value', data->'amount', 'currency', data->'currency')`).
-# Three variants, 1 client:
+# `jsonb_build_object('value', data->'amount', 'currency', data->'currency')`),
+# and CashDeposited with the same two steps written in PL/pgSQL.  Five
+# variants, 1 client:
 #
-#   up      es_load('up-1')    in _up:   every event goes through 2 steps
-#   plain   es_load('plain-1') in _up:   upcasters exist, but for another type
+#   up      es_load('up-1')    in _up:   every event goes through 2 SQL steps,
+#                                        evaluated as expressions (inlined)
+#   off     es_load('up-1')    in _up, with event_sourcing.inline_sql_callbacks
+#                                        = off: the same SQL steps called
+#                                        through the function manager
+#   pl      es_load('pl-1')    in _up:   2 PL/pgSQL steps
+#   plain   es_load('plain-1') in _up:   upcasters exist, but for other types
 #   none    es_load('plain-1') in _none: no upcaster at all in the store
 #
 # each as `SELECT * FROM es_load(...)` (all rows to the client,
-# bench/upcast_read_{up,plain}.sql) and `SELECT count(e) FROM es_load(...) e`
-# (server side only, bench/upcast_read_{up,plain}_count.sql).  Ratios:
-# up/plain (the cost of a 2-step chain) and plain/none (the cost for types
-# without upcasters, when other types have some; expected ~1.0).
+# bench/upcast_read_{up,pl,plain}.sql) and `SELECT count(e) FROM es_load(...)
+# e` (server side only, bench/upcast_read_{up,pl,plain}_count.sql).  Ratios:
+# up/plain, off/plain and pl/plain (the cost of a 2-step chain), up/off (what
+# inlining gains), up/pl, and plain/none (the cost for types without
+# upcasters, when other types have some; expected ~1.0).  Before measuring,
+# the script checks at DEBUG1 that both SQL steps are reported "evaluated as
+# an expression", and that with the setting off none is.
 #
 # Part 2, appending with the audit metadata settings (claim: set/unset >=
 # 0.95).  es_append to 'bench-' || random(1, 10000), expected version NULL,
@@ -98,9 +108,10 @@ ROUNDS=5
 EXISTING=0
 BUILD=0
 WAIT=1
+READS_ONLY=0
 
-# --no-wait, besides the options of es_bench_args (bench/lib.sh).
-es_bench_option() { case $1 in --no-wait) WAIT=0 ;; *) return 1 ;; esac; }
+# --no-wait and --reads-only, besides the options of es_bench_args (bench/lib.sh).
+es_bench_option() { case $1 in --no-wait) WAIT=0 ;; --reads-only) READS_ONLY=1 ;; *) return 1 ;; esac; }
 es_bench_args "$@"
 READ_SECS=${DURATION:-3}
 APPEND_SECS=${DURATION:-2}
@@ -118,6 +129,7 @@ PGCONF=(
 args=(-r "$ROUNDS")
 [[ -z $DURATION ]] || args+=(-d "$DURATION")
 ((WAIT)) || args+=(--no-wait)
+((READS_ONLY)) && args+=(--reads-only)
 es_bench_virtualenv "${args[@]}"
 
 # ---------------------------------------------------------------------------
@@ -201,57 +213,68 @@ qdb "$DB_UP" -c "CREATE EXTENSION event_sourcing" -f "$HERE/upcast_setup.sql" >/
 q -d postgres -c "CREATE DATABASE $DB_NONE TEMPLATE $DB_UP" >/dev/null
 qdb "$DB_UP" -f "$HERE/upcast_define.sql" >/dev/null
 for db in "$DB_UP" "$DB_NONE"; do
-  [[ $(qdb "$db" -c "SELECT (SELECT count(*) FROM es_load('up-1')) || ' ' || (SELECT count(*) FROM es_load('plain-1'))") == "1000 1000" ]] \
-    || die "$db: up-1 and plain-1 must have 1000 events each"
+  [[ $(qdb "$db" -c "SELECT (SELECT count(*) FROM es_load('up-1')) || ' ' || (SELECT count(*) FROM es_load('pl-1')) || ' ' || (SELECT count(*) FROM es_load('plain-1'))") == "1000 1000 1000" ]] \
+    || die "$db: up-1, pl-1 and plain-1 must have 1000 events each"
 done
-[[ $(qdb "$DB_UP" -c "SELECT count(*) FROM es_upcasters") == 2 && $(qdb "$DB_NONE" -c "SELECT count(*) FROM es_upcasters") == 0 ]] \
-  || die "expected 2 upcasters in $DB_UP and none in $DB_NONE"
-[[ $(qdb "$DB_UP" -c "SELECT count(*) FROM es_load('up-1') WHERE schema_version = 3 AND event_type = 'MoneyDeposited' AND data = '{\"value\": 10, \"currency\": \"EUR\"}'") == 1000 ]] \
-  || die "es_load('up-1') does not return the upcast events"
-[[ $(qdb "$DB_UP" -c "SELECT count(*) FROM es_events WHERE schema_version = 1") == 2000 ]] \
+[[ $(qdb "$DB_UP" -c "SELECT count(*) FROM es_upcasters") == 4 && $(qdb "$DB_NONE" -c "SELECT count(*) FROM es_upcasters") == 0 ]] \
+  || die "expected 4 upcasters in $DB_UP and none in $DB_NONE"
+for s in up pl; do
+  for inl in on off; do
+    [[ $(PGOPTIONS="-c client_min_messages=warning -c event_sourcing.inline_sql_callbacks=$inl" q -d "$DB_UP" -c "SELECT count(*) FROM es_load('$s-1') WHERE schema_version = 3 AND event_type IN ('MoneyDeposited', 'CashDeposited') AND data = '{\"value\": 10, \"currency\": \"EUR\"}'") == 1000 ]] \
+      || die "es_load('$s-1') does not return the upcast events (inline_sql_callbacks=$inl)"
+  done
+done
+# the SQL steps are inlined (DEBUG1 reports each compilation), unless turned off
+INLINED=$(PGOPTIONS='-c client_min_messages=debug1' q -d "$DB_UP" -c "SELECT count(*) FROM es_load('up-1')" 2>&1 >/dev/null | grep -c 'evaluated as an expression' || true)
+NOT_INLINED=$(PGOPTIONS='-c client_min_messages=debug1 -c event_sourcing.inline_sql_callbacks=off' q -d "$DB_UP" -c "SELECT count(*) FROM es_load('up-1')" 2>&1 >/dev/null | grep -c 'evaluated as an expression' || true)
+[[ $INLINED == 2 && $NOT_INLINED == 0 ]] \
+  || die "expected both SQL upcasters of up-1 evaluated as expressions (got $INLINED), and none with inline_sql_callbacks=off (got $NOT_INLINED)"
+[[ $(qdb "$DB_UP" -c "SELECT count(*) FROM es_events WHERE schema_version = 1") == 3000 ]] \
   || die "the stored events must all be at schema 1"
 [[ $(qdb "$DB_NONE" -c "SELECT count(*) FROM es_load('up-1') WHERE schema_version = 1 AND data = '{\"amount\": 10}'") == 1000 ]] \
   || die "$DB_NONE must return up-1 as stored"
 [[ $(qdb "$DB_UP" -c "SELECT (SELECT array_agg(e ORDER BY stream_version) FROM es_load('plain-1') e) = (SELECT array_agg(e ORDER BY stream_version) FROM es_events e WHERE stream_id = 'plain-1')") == t ]] \
   || die "es_load('plain-1') must return the stored rows"
 
-declare -A RDB=([up]=$DB_UP [plain]=$DB_UP [none]=$DB_NONE)
-declare -A RSTREAM=([up]=up [plain]=plain [none]=plain)
+VARIANTS=(up off pl plain none)
+declare -A RDB=([up]=$DB_UP [off]=$DB_UP [pl]=$DB_UP [plain]=$DB_UP [none]=$DB_NONE)
+declare -A RSTREAM=([up]=up [off]=up [pl]=pl [plain]=plain [none]=plain)
+declare -A ROPTS=([off]='-c event_sourcing.inline_sql_callbacks=off')
 RUNS=()
-# read_group KIND LABEL: the rounds of up, plain and none for one query
-# kind ("" = all rows, "_count" = server side); prints a table row.
+# read_group KIND LABEL: the rounds of every variant for one query kind
+# ("" = all rows, "_count" = server side); prints a table row.
 read_group() {
   local kind=$1 label=$2 r v
   local -A ALL=() R=()
   for ((r = 1; r <= ROUNDS; r++)); do
-    for v in $(order "$r" up plain none); do
+    for v in $(order "$r" "${VARIANTS[@]}"); do
       while :; do
         wait_others
-        pgrun "read-$v${kind}" "upcast_read_${RSTREAM[$v]}${kind}.sql" "${RDB[$v]}" 1 on "$READ_SECS"
+        pgrun "read-$v${kind}" "upcast_read_${RSTREAM[$v]}${kind}.sql" "${RDB[$v]}" 1 on "$READ_SECS" "${ROPTS[$v]:-}"
         disturbed || break
       done
       ALL[$v]+="$(printf '%.0f' "$TPS") "
     done
   done
-  for v in up plain none; do
+  for v in "${VARIANTS[@]}"; do
     # shellcheck disable=SC2086
     R[$v]=$(median ${ALL[$v]})
   done
-  out "| $label | ${R[up]} | $((R[up] * 1000)) | ${R[plain]} | $((R[plain] * 1000)) | **$(ratio "${R[up]}" "${R[plain]}")** | ${R[none]} | **$(ratio "${R[plain]}" "${R[none]}")** |"
+  out "| $label | ${R[up]} | ${R[off]} | ${R[pl]} | ${R[plain]} | **$(ratio "${R[up]}" "${R[plain]}")** | $(ratio "${R[off]}" "${R[plain]}") | $(ratio "${R[pl]}" "${R[plain]}") | **$(ratio "${R[up]}" "${R[off]}")** | $(ratio "${R[up]}" "${R[pl]}") | ${R[none]} | $(ratio "${R[plain]}" "${R[none]}") |"
   # shellcheck disable=SC2086
-  RUNS+=("- $label: up $(join ${ALL[up]}); plain $(join ${ALL[plain]}); none $(join ${ALL[none]})")
+  RUNS+=("- $label: up $(join ${ALL[up]}); off $(join ${ALL[off]}); pl $(join ${ALL[pl]}); plain $(join ${ALL[plain]}); none $(join ${ALL[none]})")
 }
 
 say "part 1: warm-up (discarded)"
-for v in up plain none; do pgrun "warmup-read-$v" "upcast_read_${RSTREAM[$v]}_count.sql" "${RDB[$v]}" 1 on 1; done
+for v in "${VARIANTS[@]}"; do pgrun "warmup-read-$v" "upcast_read_${RSTREAM[$v]}_count.sql" "${RDB[$v]}" 1 on 1 "${ROPTS[$v]:-}"; done
 
 say "part 1: reading"
 out "## 1. Reading a 1,000-event stream through a 2-step upcaster chain (1 client)"
 out ""
-out "reads/s (events/s = reads/s x 1,000).  up = \`es_load('up-1')\`, MoneyDeposited stored at schema 1, upcast 1->2->3 by two SQL functions; plain = \`es_load('plain-1')\`, type Noted, in the same store (upcasters exist for another type); none = \`es_load('plain-1')\` in a copy of the store without any upcaster."
+out "reads/s (events/s = reads/s x 1,000).  up = \`es_load('up-1')\`, MoneyDeposited stored at schema 1, upcast 1->2->3 by two SQL functions, evaluated as expressions (inlined); off = the same with \`event_sourcing.inline_sql_callbacks = off\` (regular calls through the function manager); pl = \`es_load('pl-1')\`, CashDeposited, the same two steps in PL/pgSQL; plain = \`es_load('plain-1')\`, type Noted, in the same store (upcasters exist for other types); none = \`es_load('plain-1')\` in a copy of the store without any upcaster.  Checked before measuring: at DEBUG1 both SQL steps reported \"evaluated as an expression\" ($INLINED), none with the setting off ($NOT_INLINED)."
 out ""
-out "| query | up reads/s | up events/s | plain reads/s | plain events/s | up / plain | none reads/s | plain / none |"
-out "|:---|---:|---:|---:|---:|---:|---:|---:|"
+out "| query | up (SQL inlined) | off (SQL, fmgr) | pl (PL/pgSQL) | plain | up / plain | off / plain | pl / plain | up / off | up / pl | none | plain / none |"
+out "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 read_group "_count" "server side: \`SELECT count(e) FROM es_load(...) e\`"
 read_group "" "all rows to the client: \`SELECT * FROM es_load(...)\`"
 out ""
@@ -262,10 +285,17 @@ out ""
 out "What the reads return (first 2 events of each stream, in $DB_UP):"
 out ""
 out '```'
-qdb "$DB_UP" -c "(SELECT stream_id, stream_version, event_type, schema_version, data FROM es_load('up-1', 1, 2)) UNION ALL (SELECT stream_id, stream_version, event_type, schema_version, data FROM es_load('plain-1', 1, 2))" \
+qdb "$DB_UP" -c "(SELECT stream_id, stream_version, event_type, schema_version, data FROM es_load('up-1', 1, 2)) UNION ALL (SELECT stream_id, stream_version, event_type, schema_version, data FROM es_load('pl-1', 1, 2)) UNION ALL (SELECT stream_id, stream_version, event_type, schema_version, data FROM es_load('plain-1', 1, 2))" \
   | tee -a "$REPORT"
 out '```'
 out ""
+
+if ((READS_ONLY)); then
+  out "(--reads-only: part 2 skipped.)  Waited ${WAITED} s for other benchmarks; $REDONE run(s) discarded and done again. Total time $((SECONDS - START)) s."
+  out ""
+  out "Logs: $LOGDIR"
+  exit 0
+fi
 
 # ---------------------------------------------------------------------------
 say "part 2: setting up the append store"

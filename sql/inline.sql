@@ -167,4 +167,119 @@ CREATE OR REPLACE FUNCTION inl.ev(state jsonb, event es_events) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN state || '{"plpgsql": true}'; END $$;
 SELECT inl.fold(2, true) AS inlined, inl.fold(2, false) AS regular;
 
+
+--
+-- Upcasters go through the same path (upcast.c keeps one EsCallback per
+-- registered step): a chain of two SQL steps, U 1 -> 2 (inl.up, replaced by
+-- each case below) and 2 -> 3 (inl.up2), over two streams of events stored
+-- at schema 1, read with es_load inlined and regular.
+--
+SET client_min_messages = warning;
+SELECT es_append('up-1', 0, '[{"type": "U", "data": {"amount": 5}},
+                              {"type": "U", "data": {"amount": 7.5, "note": "b"}},
+                              {"type": "U", "data": {"n": 1}}]'::jsonb);
+SELECT es_append('up-2', 0, '[{"type": "U", "data": {"amount": 5}},
+                              {"type": "U", "data": {"amount": null}},
+                              {"type": "U", "data": {"amount": "x"}}]'::jsonb);
+SELECT es_append('up-3', 0, 'U', '{"leaf": true}');
+CREATE FUNCTION inl.up(data jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$ SELECT data $$;
+CREATE FUNCTION inl.up2(data jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$ SELECT data || '{"s2": true}' $$;
+SELECT es_define_upcaster('U', 1, 'inl.up(jsonb)');
+SELECT es_define_upcaster('U', 2, 'inl.up2(jsonb)');
+
+-- uload(stream, inline): es_load(stream) with inlining on or off, as
+-- "type/schema data; ..." or "SQLSTATE: message (context)"
+CREATE FUNCTION inl.uload(s text, inline boolean) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    r text; st text; msg text; ctx text;
+BEGIN
+    PERFORM set_config('event_sourcing.inline_sql_callbacks', inline::text, true);
+    SELECT string_agg(event_type || '/' || schema_version || ' ' || data::text, '; ' ORDER BY stream_version)
+      INTO r FROM es_load(s);
+    RETURN r;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, ctx = PG_EXCEPTION_CONTEXT;
+    RETURN st || ': ' || msg || ' (' || split_part(ctx, E'\n', 1) || ')';
+END
+$$;
+
+-- compare_up(attrs, body): inl.up is CREATE FUNCTION ... <attrs> AS
+-- 'SELECT <body>'; both streams read inlined and regular
+CREATE FUNCTION inl.compare_up(attrs text, body text)
+RETURNS TABLE(stream text, inlined text, same boolean)
+LANGUAGE plpgsql AS $$
+DECLARE a text; b text;
+BEGIN
+    EXECUTE format('CREATE OR REPLACE FUNCTION inl.up(data jsonb) RETURNS jsonb '
+                   'LANGUAGE sql %s AS %L', attrs, 'SELECT ' || body);
+    FOREACH stream IN ARRAY ARRAY['up-1', 'up-2'] LOOP
+        a := inl.uload(stream, true);
+        b := inl.uload(stream, false);
+        inlined := a;
+        same := a IS NOT DISTINCT FROM b;
+        IF NOT same THEN
+            inlined := a || ' <> regular: ' || b;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+SET client_min_messages = debug1;
+
+-- expressions
+SELECT * FROM inl.compare_up('IMMUTABLE', $$data || '{"currency": "EUR"}'$$);
+SELECT * FROM inl.compare_up('IMMUTABLE',
+    $$jsonb_build_object('value', data->'amount', 'type', jsonb_typeof(data->'amount'), 'note', data ? 'note')$$);
+SELECT * FROM inl.compare_up('STABLE', $$CASE WHEN data ? 'amount' AND jsonb_typeof(data->'amount') = 'number'
+        THEN (data - 'amount') || jsonb_build_object('cents', (data->>'amount')::numeric * 100)
+        ELSE data || jsonb_build_object('kind', upper(coalesce(jsonb_typeof(data->'amount'), 'none'))) END$$);
+-- a STRICT upcaster (stored data is never NULL, nor is a step's input:
+-- strictness cannot skip a call here; the function is inlined all the same)
+SELECT * FROM inl.compare_up('IMMUTABLE STRICT', $$data || jsonb_build_object('strict', data ? 'amount')$$);
+
+-- NULL and non-object results, at step 1: 22004 and 22023 naming the upcaster
+SELECT * FROM inl.compare_up('IMMUTABLE', $$CASE WHEN data->'amount' = 'null' THEN NULL ELSE data END$$);
+SELECT * FROM inl.compare_up('IMMUTABLE', $$CASE WHEN data ? 'n' THEN data->'n' ELSE data END$$);
+SELECT * FROM inl.compare_up('IMMUTABLE STRICT', $$CASE WHEN data ? 'n' THEN NULL ELSE data END$$);
+
+-- errors inside the expression: same SQLSTATE, message and context
+SELECT * FROM inl.compare_up('IMMUTABLE', $$data || jsonb_build_object('a', (data->>'amount')::numeric)$$);
+SELECT * FROM inl.compare_up('IMMUTABLE', $$data || jsonb_build_object('q', 10 / ((data->>'amount')::numeric - 7.5))$$);
+SELECT * FROM inl.compare_up('IMMUTABLE',
+    $$CASE WHEN data->>'amount' = 'x' THEN inl.raise_code('BA043') ELSE data END$$);
+
+-- a read inside an upcaster that upcasts with the same step (its ExprState is
+-- in use: the nested call goes through the function manager)
+CREATE FUNCTION inl.peek() RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN (SELECT data FROM es_load('up-3')); END $$;
+SELECT * FROM inl.compare_up('IMMUTABLE',
+    $$jsonb_build_object('d', data, 'nested', CASE WHEN data ? 'leaf' THEN 'null' ELSE inl.peek() END)$$);
+
+-- called through the function manager: SET clauses, SECURITY DEFINER,
+-- VOLATILE, bodies that are not one expression, other languages
+SELECT * FROM inl.compare_up('IMMUTABLE SET search_path = inl_b, public', $$mark(data)$$);
+SELECT * FROM inl.compare_up('IMMUTABLE SECURITY DEFINER', $$data || '{"sd": true}'$$);
+SELECT * FROM inl.compare_up('VOLATILE', $$data || '{"vol": true}'$$);
+SELECT * FROM inl.compare_up('IMMUTABLE', $$x FROM (SELECT data || '{"from": true}' AS x) s$$);
+CREATE OR REPLACE FUNCTION inl.up(data jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN data || '{"plpgsql": true}'; END $$;
+SELECT inl.uload('up-1', true) AS inlined, inl.uload('up-1', false) AS regular;
+
+-- upcasters run as the step's owner with its search_path, inlined too:
+-- names in the body resolve with the search_path of es_define_upcaster
+SET client_min_messages = warning;
+SELECT es_append('v-1', 0, 'V', '{}');
+SET client_min_messages = debug1;
+SET search_path = inl_a, public;
+CREATE FUNCTION inl.up_v1(data jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$ SELECT mark(data) || jsonb_build_object('owner', current_user = session_user) $$;
+SELECT es_define_upcaster('V', 1, 'inl.up_v1(jsonb)');
+SET search_path = inl_b, inl, public;
+SELECT inl.uload('v-1', true) AS inlined, inl.uload('v-1', false) AS regular;
+SET search_path = inl, public;
+
 RESET client_min_messages;

@@ -133,6 +133,12 @@ es_callback_init(EsCallback *cb, Oid fn, MemoryContext mcxt)
 	cb->strict = cb->flinfo.fn_strict;
 	cb->mcxt = mcxt;
 	cb->inline_status = 0;
+	cb->lxid = 0;
+	cb->generation = 0;
+	cb->invals = 0;
+	cb->enabled = false;
+	cb->busy = false;
+	cb->exec_cxt = NULL;
 	cb->expr = NULL;
 	cb->econtext = NULL;
 	cb->params = NULL;

@@ -100,6 +100,13 @@ typedef struct EsCallback
 	/* inline.c: the body compiled to an expression (es_callback_call) */
 	MemoryContext mcxt;			/* where the expression state lives */
 	int			inline_status;	/* 0 not tried yet, 1 inlined, -1 fmgr call */
+	/* what inline_status was decided under: decided again when it moves */
+	uint32		lxid;			/* the transaction (LocalTransactionId) */
+	uint64		generation;		/* es_catalog_generation() */
+	uint64		invals;			/* type/operator/cast/schema changes seen */
+	bool		enabled;		/* event_sourcing.inline_sql_callbacks */
+	bool		busy;			/* being evaluated: a nested call uses fmgr */
+	MemoryContext exec_cxt;		/* child of mcxt: expr, econtext, params */
 	struct ExprState *expr;
 	struct ExprContext *econtext;
 	struct ParamListInfoData *params;

@@ -14,8 +14,14 @@
  * (its arguments become Params 1..n, as fmgr_sql's parser hooks make them),
  * checked to be a lone expression, and run through the planner's
  * expression_planner (constant folding, inlining of the SQL functions it
- * calls), once per definition; each use (one fold) builds an ExprState from
- * it, and each call sets the Params and evaluates the ExprState.
+ * calls), once per definition; each use builds an ExprState from it, and
+ * each call sets the Params and evaluates the ExprState.  A use is one
+ * fold for evolve (aggregate.c); for an upcaster it is its step in the
+ * upcaster registry (upcast.c), which lives across transactions: its
+ * EsCallback is decided again (compiled form looked up, ExprState built) at
+ * its first call in each transaction, as fmgr_sql rebuilds its own state,
+ * and whenever es_catalog_generation(), a type, operator, cast or schema, or
+ * the setting changed since.
  *
  * The result is the one the function manager's call would give, because it
  * is what fmgr_sql itself computes: it parses the same text with the same
@@ -55,7 +61,11 @@
  * caller's memory (execution permission on the functions it calls is
  * checked then, as the owner, as ExecutorStart would), so a cache flush in
  * the middle of a fold, or a callback that recursively folds the same
- * aggregate, cannot disturb it.
+ * aggregate, cannot disturb it.  An ExprState is not reentrant: a call of
+ * an EsCallback made while it is being evaluated (an upcaster whose body
+ * reads events that the same step upcasts) goes through the function
+ * manager, with an FmgrInfo of its own (fmgr_sql's state in fn_extra is not
+ * reentrant either).
  *
  * event_sourcing.inline_sql_callbacks (on by default) turns it off, for
  * comparison; a DEBUG1 message reports each compilation and its outcome.
@@ -71,6 +81,7 @@
 #include "executor/executor.h"
 #include "executor/functions.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/params.h"
@@ -106,6 +117,8 @@ static MemoryContext cache_cxt = NULL;
 static InlineEntry *cache = NULL;
 static uint64 cache_generation = 0;
 static bool callbacks_registered = false;
+/* type, operator, cast and schema changes seen (EsCallback.invals) */
+static uint64 invals = 0;
 
 /*
  * inline_invalidate
@@ -115,6 +128,7 @@ static void
 inline_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 {
 	cache_generation = 0;
+	invals++;
 }
 
 /*
@@ -378,8 +392,31 @@ lookup(Oid fn)
 }
 
 /*
+ * forget
+ *		Drop what prepare built for cb: its next call decides again.
+ */
+static void
+forget(EsCallback *cb)
+{
+	if (cb->exec_cxt != NULL)
+	{
+		if (cb->econtext != NULL)
+			FreeExprContext(cb->econtext, true);
+		MemoryContextDelete(cb->exec_cxt);
+	}
+	cb->exec_cxt = NULL;
+	cb->expr = NULL;
+	cb->econtext = NULL;
+	cb->params = NULL;
+	cb->fname = NULL;
+	cb->busy = false;
+	cb->inline_status = 0;
+}
+
+/*
  * prepare
- *		First call of cb: build its ExprState, or settle for fmgr calls.
+ *		First call of cb (in this transaction, with these definitions): build
+ *		its ExprState, or settle for fmgr calls.
  */
 static void
 prepare(EsCallback *cb, int nargs)
@@ -389,10 +426,16 @@ prepare(EsCallback *cb, int nargs)
 	Oid		   *argtypes;
 	int			n;
 
+	/* a call made while compiling (constant folding) uses fmgr */
 	cb->inline_status = -1;
+	cb->lxid = MyProc->lxid;
+	cb->enabled = es_inline_enabled;
 	if (!es_inline_enabled)
 		return;
 	expr = lookup(cb->fn);
+	/* lookup emptied the cache if anything moved: what it gave is current */
+	cb->generation = es_catalog_generation();
+	cb->invals = invals;
 	/* (SECURITY DEFINER and SET clauses were refused: the guard is cheap) */
 	if (expr == NULL || cb->flinfo.fn_addr != fmgr_sql)
 		return;
@@ -401,7 +444,9 @@ prepare(EsCallback *cb, int nargs)
 	if (n != nargs)
 		return;
 
-	old = MemoryContextSwitchTo(cb->mcxt);
+	cb->exec_cxt = AllocSetContextCreate(cb->mcxt, "event_sourcing inlined callback",
+										 ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cb->exec_cxt);
 	cb->params = makeParamList(nargs);
 	for (int i = 0; i < nargs; i++)
 	{
@@ -420,6 +465,44 @@ prepare(EsCallback *cb, int nargs)
 	cb->fname = get_func_name(cb->fn);
 	MemoryContextSwitchTo(old);
 	cb->inline_status = 1;
+}
+
+/*
+ * call_fmgr
+ *		Call cb through the function manager.  A nested call of cb (a read
+ *		inside an upcaster that upcasts with the same step) gets an FmgrInfo
+ *		of its own: fmgr_sql keeps the state of the call in progress in
+ *		fn_extra, and a second call through the same FmgrInfo would run on
+ *		it (and return NULL).
+ */
+static Datum
+call_fmgr(EsCallback *cb, FunctionCallInfo fcinfo)
+{
+	Datum		result;
+
+	if (cb->busy)
+	{
+		FmgrInfo	flinfo;
+		FmgrInfo   *save = fcinfo->flinfo;
+
+		/* in the caller's (per-call) memory, like its result */
+		fmgr_info(cb->fn, &flinfo);
+		fcinfo->flinfo = &flinfo;
+		result = es_callback_invoke(fcinfo);
+		fcinfo->flinfo = save;
+		return result;
+	}
+	cb->busy = true;
+	PG_TRY();
+	{
+		result = es_callback_invoke(fcinfo);
+	}
+	PG_FINALLY();
+	{
+		cb->busy = false;
+	}
+	PG_END_TRY();
+	return result;
 }
 
 /*
@@ -444,10 +527,26 @@ es_callback_call(EsCallback *cb, FunctionCallInfo fcinfo)
 				return (Datum) 0;
 			}
 
+	/*
+	 * A callback kept across calls (an upcaster's, in the registry) is
+	 * decided again in each transaction, as fmgr_sql rebuilds its own state,
+	 * and whenever a definition or the setting changed.
+	 */
+	if (cb->inline_status != 0 &&
+		(cb->lxid != MyProc->lxid ||
+		 cb->enabled != es_inline_enabled ||
+		 (cb->inline_status > 0 &&
+		  (cb->generation != es_catalog_generation() || cb->invals != invals))))
+	{
+		if (cb->busy)
+			return call_fmgr(cb, fcinfo);
+		forget(cb);
+	}
 	if (cb->inline_status == 0)
 		prepare(cb, fcinfo->nargs);
-	if (cb->inline_status < 0)
-		return es_callback_invoke(fcinfo);
+	/* an ExprState is not reentrant: a nested call of cb (a read inside) uses fmgr */
+	if (cb->inline_status < 0 || cb->busy)
+		return call_fmgr(cb, fcinfo);
 
 	check_stack_depth();
 	for (int i = 0; i < fcinfo->nargs; i++)
@@ -462,7 +561,16 @@ es_callback_call(EsCallback *cb, FunctionCallInfo fcinfo)
 	errcb.arg = &earg;
 	errcb.previous = error_context_stack;
 	error_context_stack = &errcb;
-	result = ExecEvalExpr(cb->expr, cb->econtext, &fcinfo->isnull);
+	cb->busy = true;
+	PG_TRY();
+	{
+		result = ExecEvalExpr(cb->expr, cb->econtext, &fcinfo->isnull);
+	}
+	PG_FINALLY();
+	{
+		cb->busy = false;
+	}
+	PG_END_TRY();
 	error_context_stack = errcb.previous;
 	return result;
 }

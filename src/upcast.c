@@ -13,7 +13,9 @@
  *
  * Each step runs as the role that registered it, restricted, with the
  * search_path it was registered with (callback.c): an upcaster never runs
- * as the reader, nor as the background worker.  A type's chain belongs to
+ * as the reader, nor as the background worker.  Steps are called through
+ * es_callback_call: a SQL function whose body is one expression is
+ * evaluated as that expression (inline.c), without an executor per call.  A type's chain belongs to
  * the owner of its first step: only members of that role may extend it.
  *
  * The registry is small and read whole into a per-backend cache, rebuilt
@@ -67,7 +69,7 @@
 typedef struct EsUpcastStep
 {
 	Oid			fn;
-	FmgrInfo	flinfo;
+	EsCallback	cb;				/* its calls, inlined when it is one expression */
 	char	   *to_type;		/* NULL: keeps the type */
 	Oid			owner;			/* runs as this role */
 	char	   *search_path;	/* ... with this search_path */
@@ -96,6 +98,9 @@ typedef struct EsUpcastCache
 	uint64		fingerprint;	/* of the whole registry, 0 when empty */
 	uint64		generation;
 	int			pins;
+	/* where an event's steps compute, reset after each event (when not busy) */
+	MemoryContext work;
+	bool		work_busy;
 } EsUpcastCache;
 
 static EsUpcastCache *cache = NULL;
@@ -125,6 +130,8 @@ load_cache(void)
 	c->cxt = cxt;
 	c->generation = generation;
 	c->last_len = -1;
+	c->work = AllocSetContextCreate(cxt, "event_sourcing upcasting",
+									ALLOCSET_DEFAULT_SIZES);
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = ES_MAX_NAME_BYTES + 1;
@@ -177,7 +184,7 @@ load_cache(void)
 		/* a dropped function breaks only the reads that need this step */
 		step->missing = !SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(step->fn));
 		if (!step->missing)
-			fmgr_info_cxt(step->fn, &step->flinfo, c->cxt);
+			es_callback_init(&step->cb, step->fn, c->cxt);
 		d = heap_getattr(tup, Anum_es_upcasters_to_type, desc, &isnull);
 		old = MemoryContextSwitchTo(c->cxt);
 		step->to_type = isnull ? NULL : TextDatumGetCString(d);
@@ -331,11 +338,103 @@ es_upcast_end(EsUpcaster *u)
 }
 
 /*
+ * upcast_data
+ *		Run the steps of chain from 'schema' on over data: the new data,
+ *		with *type and *schema moved to where the event ends.  Allocates in
+ *		the current memory context.
+ */
+static Datum
+upcast_data(EsUpcastCache *c, EsUpcastChain *chain, Datum data, text **type,
+			int32 *schema)
+{
+	int			steps = 0;
+	EsCallScope scope;
+
+	LOCAL_FCINFO(fcinfo, 1);
+
+	/*
+	 * A nested read inside an upcaster may replace the registry; this one
+	 * stays pinned (and alive) until we return.
+	 */
+	while (chain != NULL && *schema >= 1 && *schema <= chain->nsteps)
+	{
+		EsUpcastStep *step = &chain->steps[*schema - 1];
+
+		if (++steps > ES_MAX_UPCAST_STEPS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_RECURSION),
+					 errmsg("upcasting event type \"%s\" did not end after %d steps",
+							chain->event_type, ES_MAX_UPCAST_STEPS),
+					 errhint("Renaming upcasters form a cycle; check es_upcasters.")));
+
+		if (step->missing)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("the upcaster of event type \"%s\" from schema %d no longer exists",
+							chain->event_type, *schema),
+					 errdetail("Its function (OID %u) was dropped.", step->fn),
+					 errhint("Create the function again and, as the extension's owner, point the "
+							 "es_upcasters row at it: UPDATE es_upcasters SET upcast = 'name(jsonb)' "
+							 "WHERE event_type = %s AND from_schema = %d.",
+							 quote_literal_cstr(chain->event_type), *schema)));
+
+		/* the owner's EXECUTE is checked once per cache, when first used */
+		if (!step->checked)
+		{
+			es_check_owner_can_run(step->owner, step->fn,
+								   psprintf("the upcaster of event type \"%s\" from schema %d",
+											chain->event_type, *schema),
+								   "upcast");
+			step->checked = true;
+		}
+
+		/*
+		 * As the owner, with its search_path; a SQL function whose body is
+		 * one expression is evaluated as that expression (inline.c).
+		 */
+		InitFunctionCallInfoData(*fcinfo, &step->cb.flinfo, 1, InvalidOid, NULL, NULL);
+		fcinfo->args[0].value = data;
+		fcinfo->args[0].isnull = false;
+		es_scope_enter(&scope, step->owner, step->search_path);
+		data = es_callback_call(&step->cb, fcinfo);
+		es_scope_exit(&scope);
+		if (fcinfo->isnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("upcaster %s returned null", format_procedure(step->fn)),
+					 errdetail("It was upcasting event type \"%s\" from schema %d.",
+							   chain->event_type, *schema)));
+		if (!JB_ROOT_IS_OBJECT(DatumGetJsonbP(data)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("upcaster %s did not return a JSON object", format_procedure(step->fn)),
+					 errdetail("It was upcasting event type \"%s\" from schema %d.",
+							   chain->event_type, *schema)));
+		if (step->to_type != NULL)
+		{
+			/* a rename ends this chain; continue as the new type, schema 1 */
+			*type = cstring_to_text(step->to_type);
+			chain = find_chain(c, step->to_type, strlen(step->to_type));
+			*schema = 1;
+		}
+		else
+			(*schema)++;
+	}
+	return data;
+}
+
+/*
  * es_upcast_slot
  *		The single upcasting step: if the event in slot has upcasters for its
  *		schema, replace its data, type and schema_version in the slot (with a
  *		tuple of its own) and return true.  Return false, leaving the slot
  *		untouched, when there is nothing to do.
+ *
+ * The steps compute in a context of the registry's, reset after each event:
+ * what they allocate besides the result (all of it, for an expression
+ * evaluated in place) does not pile up in the caller's context, which for
+ * es_load lives as long as the whole read.  A nested read (inside an
+ * upcaster) finds it busy and uses a context of its own.
  */
 bool
 es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
@@ -346,14 +445,13 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
 	int32		schema;
 	Datum		data;
 	bool		isnull;
-	int			steps = 0;
 	Datum	   *values;
 	bool	   *nulls;
 	TupleDesc	desc = slot->tts_tupleDescriptor;
 	HeapTuple	tuple;
-	EsCallScope scope;
-
-	LOCAL_FCINFO(fcinfo, 1);
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext work;
+	bool		own_work;
 
 	if (c == NULL)
 		return false;
@@ -368,76 +466,34 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
 		return false;
 
 	data = slot_getattr(slot, Anum_es_events_data, &isnull);
-	/*
-	 * A nested read inside an upcaster may replace the registry; this one
-	 * stays pinned (and alive) until we return.
-	 */
-	while (chain != NULL && schema >= 1 && schema <= chain->nsteps)
+	own_work = c->work_busy;
+	if (own_work)
+		work = AllocSetContextCreate(caller, "event_sourcing nested upcasting",
+									 ALLOCSET_DEFAULT_SIZES);
+	else
 	{
-		EsUpcastStep *step = &chain->steps[schema - 1];
-
-		if (++steps > ES_MAX_UPCAST_STEPS)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_RECURSION),
-					 errmsg("upcasting event type \"%s\" did not end after %d steps",
-							chain->event_type, ES_MAX_UPCAST_STEPS),
-					 errhint("Renaming upcasters form a cycle; check es_upcasters.")));
-
-		if (step->missing)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_FUNCTION),
-					 errmsg("the upcaster of event type \"%s\" from schema %d no longer exists",
-							chain->event_type, schema),
-					 errdetail("Its function (OID %u) was dropped.", step->fn),
-					 errhint("Create the function again and, as the extension's owner, point the "
-							 "es_upcasters row at it: UPDATE es_upcasters SET upcast = 'name(jsonb)' "
-							 "WHERE event_type = %s AND from_schema = %d.",
-							 quote_literal_cstr(chain->event_type), schema)));
-
-		/* the owner's EXECUTE is checked once per cache, when first used */
-		if (!step->checked)
-		{
-			es_check_owner_can_run(step->owner, step->fn,
-								   psprintf("the upcaster of event type \"%s\" from schema %d",
-											chain->event_type, schema),
-								   "upcast");
-			step->checked = true;
-		}
-
-		InitFunctionCallInfoData(*fcinfo, &step->flinfo, 1, InvalidOid, NULL, NULL);
-		fcinfo->args[0].value = data;
-		fcinfo->args[0].isnull = false;
-		es_scope_enter(&scope, step->owner, step->search_path);
-		data = es_callback_invoke(fcinfo);
-		es_scope_exit(&scope);
-		if (fcinfo->isnull)
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("upcaster %s returned null", format_procedure(step->fn)),
-					 errdetail("It was upcasting event type \"%s\" from schema %d.",
-							   chain->event_type, schema)));
-		if (!JB_ROOT_IS_OBJECT(DatumGetJsonbP(data)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("upcaster %s did not return a JSON object", format_procedure(step->fn)),
-					 errdetail("It was upcasting event type \"%s\" from schema %d.",
-							   chain->event_type, schema)));
-		if (step->to_type != NULL)
-		{
-			/* a rename ends this chain; continue as the new type, schema 1 */
-			type = cstring_to_text(step->to_type);
-			chain = find_chain(c, step->to_type, strlen(step->to_type));
-			schema = 1;
-		}
-		else
-			schema++;
+		work = c->work;
+		c->work_busy = true;
 	}
+	MemoryContextSwitchTo(work);
+	PG_TRY();
+	{
+		data = upcast_data(c, chain, data, &type, &schema);
+	}
+	PG_FINALLY();
+	{
+		MemoryContextSwitchTo(caller);
+		if (!own_work)
+			c->work_busy = false;
+	}
+	PG_END_TRY();
 
 	/*
-	 * Rebuild the row with the new values.  The new tuple is formed before
-	 * the slot lets go of the stored one, whose buffer the old values point
-	 * into; the slot keeps a copy in its own memory, since it must outlive
-	 * the caller's per-event memory context.
+	 * Rebuild the row with the new values (copied out of the work context).
+	 * The new tuple is formed before the slot lets go of the stored one,
+	 * whose buffer the old values point into; the slot keeps a copy in its
+	 * own memory, since it must outlive the caller's per-event memory
+	 * context.
 	 */
 	slot_getallattrs(slot);
 	values = palloc(sizeof(Datum) * desc->natts);
@@ -452,6 +508,10 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
 	ExecForceStoreHeapTuple(tuple, slot, true);
 	pfree(values);
 	pfree(nulls);
+	if (own_work)
+		MemoryContextDelete(work);
+	else
+		MemoryContextReset(work);
 	return true;
 }
 
