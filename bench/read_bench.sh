@@ -171,7 +171,7 @@ out ""
 out '```'
 qdb -c "EXPLAIN SELECT * FROM es_events WHERE stream_id = 'load-10000' ORDER BY stream_version" | sed 's/  (cost=.*//' | tee -a "$REPORT"
 echo "--" | tee -a "$REPORT"
-PGOPTIONS="$IDX" qdb -c "EXPLAIN SELECT * FROM es_events WHERE stream_id = 'load-10000' ORDER BY stream_version" | sed 's/  (cost=.*//' | tee -a "$REPORT"
+PGOPTIONS="$IDX" q -d "$DB" -c "EXPLAIN SELECT * FROM es_events WHERE stream_id = 'load-10000' ORDER BY stream_version" | sed 's/  (cost=.*//' | tee -a "$REPORT"
 out '```'
 out ""
 out "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); total time $((SECONDS - START)) s"
