@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/read_bench.sh: the read functions against the plain SELECTs of
-# issue 14 ("reads at SELECT speed"), both SELECT plans of a stream read.
+# issue 14 ("reads at SELECT speed"), both SELECT plans of a stream read
+# (the default, and the streaming index scan forced).
 #
 #   bench/read_bench.sh --build             measure the repository's HEAD
 #                                           commit, built into a private directory
@@ -29,7 +30,7 @@
 #              FROM es_events WHERE stream_id = 'load-10000' ORDER BY
 #              stream_version (bench/scale_select.sql) under the planner's
 #              default (at these sizes a bitmap heap scan and a sort) and
-#              with enable_bitmapscan = off (PGOPTIONS), the streaming
+#              with enable_bitmapscan, enable_seqscan and enable_sort off (PGOPTIONS), the streaming
 #              index scan of the (stream_id, stream_version) index
 # Every round runs each variant once, the order reversed every round; the
 # tables show medians and ratios (targets: catch-up >= 0.95, es_load >=
@@ -137,7 +138,7 @@ out "|:---|---:|---:|---:|"
 out "| $EVENTS events | $E | $S | **$(ratio "$E" "$S")** |"
 out ""
 
-IDX='-c enable_bitmapscan=off'
+IDX='-c enable_bitmapscan=off -c enable_seqscan=off -c enable_sort=off'
 declare -A LD=()
 say "es_load (warm-up run of each, discarded)"
 prun warm-es_load "" -T 1 -D stream=load-10000 -f "$HERE/scale_es_load.sql"
@@ -166,7 +167,7 @@ out "- catch-up (events/s): es_read_all $(join ${CU[catchup_es_read_all]}); keys
 # shellcheck disable=SC2086
 out "- es_load (loads/s): es_load $(join ${LD[es_load]}); SELECT default plan $(join ${LD[select]}); SELECT index scan $(join ${LD[select-index]})"
 out ""
-out "Plans of the stream SELECT (default; enable_bitmapscan = off):"
+out "Plans of the stream SELECT (default; bitmap scan, seq scan and sort off):"
 out ""
 out '```'
 qdb -c "EXPLAIN SELECT * FROM es_events WHERE stream_id = 'load-10000' ORDER BY stream_version" | sed 's/  (cost=.*//' | tee -a "$REPORT"
