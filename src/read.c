@@ -32,8 +32,9 @@
  * pfree's put the chunks on the arena's free lists for the next call.  The
  * arena is only reset when no query that may still read a result in it is
  * alive (each such query's context gets a reset callback) and either it
- * grew beyond twice work_mem or a (sub)transaction aborted (an aborted
- * query's result is never ended, so its chunks would otherwise stay).
+ * grew beyond twice work_mem or a (sub)transaction aborted while such a
+ * query was alive (an aborted query's result is never ended, so its chunks
+ * would otherwise stay).
  *
  *-------------------------------------------------------------------------
  */
@@ -129,33 +130,34 @@ result_query_gone(void *arg)
 
 	rq->query = NULL;
 	n_live_queries--;
+	/* outside a running transaction: an abort, results perhaps not ended */
+	if (!IsTransactionState())
+		result_arena_dirty = true;
 	result_arena_trim();
 }
 
 /*
  * result_xact_callback, result_subxact_callback
- *		An abort may leave results in the arena that no tuplestore_end will
- *		free: reset it once their queries are gone.
+ *		An abort while queries with results in the arena are alive may leave
+ *		results that no tuplestore_end will free: reset the arena once those
+ *		queries are gone.  (A query whose context goes away during the abort
+ *		itself is caught by result_query_gone.)  Aborts while no result is
+ *		alive leave the arena as it is.
  */
 static void
 result_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
-	{
+	if ((event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT) &&
+		n_live_queries > 0)
 		result_arena_dirty = true;
-		result_arena_trim();
-	}
 }
 
 static void
 result_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						SubTransactionId parentSubid, void *arg)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-	{
+	if (event == SUBXACT_EVENT_ABORT_SUB && n_live_queries > 0)
 		result_arena_dirty = true;
-		result_arena_trim();
-	}
 }
 
 /*
