@@ -158,14 +158,18 @@ BEGIN;
 SELECT 1 / 0 FROM es_read_all(0, 100000);
 ROLLBACK;
 SELECT pg_temp.read_digest(0, 100000) = pg_temp.select_digest(0, 100000) AS same;
--- the arena itself: what a large result needed stays for the next calls
--- (no new memory for them), and an aborted read's leftovers are dropped
+-- the arena itself: what results needed stays for the next calls, which
+-- need no new memory, and an aborted read's leftovers are dropped
 SELECT count(*) > 3000 AS large FROM es_read_all(0, 100000);
+SELECT count(*) = (SELECT count(*) FROM es_events) AS every_event_loaded
+  FROM (SELECT DISTINCT stream_id FROM es_read_all(0, 100000)) d,
+       LATERAL es_load(d.stream_id) e;
 SELECT total_bytes AS arena_bytes FROM pg_backend_memory_contexts
  WHERE name = 'event_sourcing read results' \gset
 SELECT :arena_bytes > 1000000 AS kept;
 SELECT count(*) AS pages FROM generate_series(0, 3000, 300) a,
        LATERAL (SELECT count(*) FROM es_read_all(a, 1000)) r;
+SELECT count(*) > 3000 AS large FROM es_read_all(0, 100000);
 SELECT count(*) = (SELECT count(*) FROM es_events) AS every_event_loaded
   FROM (SELECT DISTINCT stream_id FROM es_read_all(0, 100000)) d,
        LATERAL es_load(d.stream_id) e;
