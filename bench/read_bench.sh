@@ -34,8 +34,9 @@
 #              index scan of the (stream_id, stream_version) index
 # Every round runs each variant once, the order reversed every round; the
 # tables show medians, their ratios and the median of the per-round ratios
-# (targets: catch-up >= 0.95, es_load >= 0.9 x the index-scan SELECT).  Report on stdout; logs in a directory
-# printed at the end; progress on stderr.
+# (targets: catch-up >= 0.95, es_load >= 0.9 x the index-scan SELECT).
+# Report on stdout; logs in a directory printed at the end; progress on
+# stderr.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=bench/lib.sh
