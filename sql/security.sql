@@ -147,6 +147,44 @@ SELECT regress.err($$SELECT es_define_upcaster('SecThing', 2, 'public.alice_up(j
 RESET ROLE;
 SELECT count(*) AS steps FROM es_upcasters WHERE event_type = 'SecThing';
 
+-- 1b. A read holds the upcasters' scope across events (callback.c): each
+-- call still runs as its own upcaster's owner when owners alternate, what
+-- one owner's call sets is gone when the other owner's call runs, and the
+-- reader gets its user and settings back at the end of the read.  (The
+-- events are stored before the upcasters exist, so at schema 1.)
+SELECT es_append('held-1', 0, '[{"type": "HeldA", "data": {}}, {"type": "HeldA", "data": {}},
+                                {"type": "HeldB", "data": {}}, {"type": "HeldA", "data": {}}]');
+SET ROLE regress_es_mallory;
+CREATE FUNCTION mallory.held_a(d jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.sec_calls
+        SELECT 'held_a saw ' || coalesce(current_setting('regress.held', true), ''), current_user, NULL, NULL;
+    PERFORM set_config('regress.held', 'set by held_a', true);
+    RETURN d;
+END $$;
+SELECT es_define_upcaster('HeldA', 1, 'mallory.held_a(jsonb)');
+RESET ROLE;
+SET ROLE regress_es_alice;
+CREATE FUNCTION public.held_b(d jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.sec_calls
+        SELECT 'held_b saw ' || coalesce(current_setting('regress.held', true), ''), current_user, NULL, NULL;
+    RETURN d;
+END $$;
+SELECT es_define_upcaster('HeldB', 1, 'public.held_b(jsonb)');
+RESET ROLE;
+DELETE FROM public.sec_calls;
+SET regress.held = 'the reader''s';
+SET ROLE regress_es_alice;
+SELECT count(*) AS read FROM es_load('held-1');
+SELECT current_user AS reader, current_setting('regress.held') AS reader_setting;
+RESET ROLE;
+SELECT count(*) AS read FROM (SELECT * FROM es_read_all(0, 1000) WHERE stream_id = 'held-1') r;
+SELECT current_user AS reader, current_setting('regress.held') AS reader_setting;
+SELECT what, who FROM public.sec_calls;
+RESET regress.held;
+DELETE FROM public.sec_calls;
+
 -- 2. Aggregates have an owner: another role cannot redefine the category
 -- (with a decide that forges events), and evolve runs as the owner.
 SET ROLE regress_es_alice;

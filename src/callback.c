@@ -312,6 +312,58 @@ es_scope_exit(EsCallScope *scope)
 }
 
 /*
+ * es_scope_hold_enter
+ *		Be in the scope of (owner, search_path) for the next call, reusing
+ *		the scope the hold has open when it is the same one.
+ *
+ * A read that calls upcasters for event after event (es_load, es_read_all,
+ * es_read_category) holds their scope from the first call to the end of
+ * the read instead of entering and leaving it around every call: leaving
+ * it (AtEOXact_GUC) walks every setting, a cost of the order of the
+ * upcaster itself.  The calls then share one GUC nest level, as the evolve
+ * calls of one fold do: what a call sets with set_config(..., true) is seen
+ * by the next call of the same read, never by the caller.  The reader's own
+ * code between the calls runs as the owner, restricted; it is the
+ * extension's C code that scans es_events and fills the result, which
+ * checks no privilege and calls no user code.  Nothing else may run while
+ * a hold is open: the caller releases it before calling anything that
+ * runs as someone else.  An error needs no cleanup (the abort restores the
+ * user and the settings).
+ */
+void
+es_scope_hold_enter(EsScopeHold *hold, Oid owner, const char *search_path)
+{
+	if (hold->open)
+	{
+		if (hold->owner == owner &&
+			(hold->search_path == search_path ||
+			 strcmp(hold->search_path, search_path) == 0))
+			return;
+		es_scope_exit(&hold->scope);
+		hold->open = false;
+	}
+	es_scope_enter(&hold->scope, owner, search_path);
+	hold->owner = owner;
+	hold->search_path = search_path;
+	hold->open = true;
+}
+
+/*
+ * es_scope_hold_release
+ *		Leave the scope a hold has open, if any: the caller's user, security
+ *		context and settings come back.
+ */
+void
+es_scope_hold_release(EsScopeHold *hold)
+{
+	if (hold->open)
+	{
+		es_scope_exit(&hold->scope);
+		hold->open = false;
+	}
+}
+
+/*
  * es_callback_invoke
  *		Call a user function, inside a scope (whose end rolls back what the
  *		call set).  A callback that reads through the API recurses into

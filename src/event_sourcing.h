@@ -133,6 +133,23 @@ typedef struct EsCallScope
 extern char *es_capture_search_path(void);
 extern void es_scope_enter(EsCallScope *scope, Oid owner, const char *search_path);
 extern void es_scope_exit(EsCallScope *scope);
+
+/*
+ * A scope held across the calls of one read, entered again only when the
+ * next call's owner or search_path differs (callback.c).
+ */
+typedef struct EsScopeHold
+{
+	bool		open;
+	Oid			owner;
+	const char *search_path;
+	EsCallScope scope;
+} EsScopeHold;
+
+#define ES_SCOPE_HOLD_INIT {false, InvalidOid, NULL, {InvalidOid, 0, 0}}
+
+extern void es_scope_hold_enter(EsScopeHold *hold, Oid owner, const char *search_path);
+extern void es_scope_hold_release(EsScopeHold *hold);
 extern Datum es_callback_invoke(FunctionCallInfo fcinfo);
 
 /* inline.c: a SQL callback whose body is one expression, without executor */
@@ -163,6 +180,8 @@ extern uint64 es_upcast_fingerprint(void);
 extern EsUpcaster *es_upcast_begin(void);
 extern void es_upcast_end(EsUpcaster *u);
 extern bool es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot);
+extern bool es_upcast_slot_held(EsUpcaster *u, TupleTableSlot *slot,
+								EsScopeHold *hold);
 extern const char *es_upcast_type(EsUpcaster *u, const char *type, int32 schema);
 
 /* audit.c: audit metadata from settings, notifications */
@@ -291,6 +310,7 @@ typedef struct EsLogScan
 	Snapshot	latest;
 	Snapshot	xact;
 	EsUpcaster *upcaster;
+	EsScopeHold *hold;			/* upcasters' scope held across events, or NULL */
 	ScanKeyData keys[2];
 } EsLogScan;
 

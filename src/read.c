@@ -335,6 +335,7 @@ es_load(PG_FUNCTION_ARGS)
 	EsStreamScan *scan;
 	TupleTableSlot *slot;
 	EsUpcaster *upcaster;
+	EsScopeHold hold = ES_SCOPE_HOLD_INIT;
 
 	es_check_not_null(fcinfo, 0, "stream_id");
 	es_check_not_null(fcinfo, 1, "from_version");
@@ -359,11 +360,13 @@ es_load(PG_FUNCTION_ARGS)
 
 	upcaster = es_upcast_begin();
 	scan = es_stream_scan_begin(stream_id, from, to, GetActiveSnapshot());
+	/* the upcasters' scope is held across events (callback.c) */
 	while ((slot = es_stream_scan_next(scan)) != NULL)
 	{
-		es_upcast_slot(upcaster, slot);
+		es_upcast_slot_held(upcaster, slot, &hold);
 		emit(rsinfo, slot);
 	}
+	es_scope_hold_release(&hold);
 	es_stream_scan_end(scan);
 	es_upcast_end(upcaster);
 	return (Datum) 0;
@@ -575,7 +578,7 @@ es_log_scan_next(EsLogScan *s)
 		return NULL;
 	}
 	/* upcasting allocates in the caller's context: per event */
-	es_upcast_slot(s->upcaster, s->slot);
+	es_upcast_slot_held(s->upcaster, s->slot, s->hold);
 	return s->slot;
 }
 
@@ -610,17 +613,21 @@ read_log(FunctionCallInfo fcinfo, text *category, int64 after, int32 max_count)
 	EsLogScan  *scan;
 	TupleTableSlot *slot;
 	int32		count = 0;
+	EsScopeHold hold = ES_SCOPE_HOLD_INIT;
 
 	begin_result(fcinfo);
 	if (max_count == 0)
 		return;
 
 	scan = es_log_scan_begin(category, after);
+	/* the upcasters' scope is held across events (callback.c) */
+	scan->hold = &hold;
 	while (count < max_count && (slot = es_log_scan_next(scan)) != NULL)
 	{
 		emit(rsinfo, slot);
 		count++;
 	}
+	es_scope_hold_release(&hold);
 	es_log_scan_end(scan);
 }
 

@@ -345,7 +345,7 @@ es_upcast_end(EsUpcaster *u)
  */
 static Datum
 upcast_data(EsUpcastCache *c, EsUpcastChain *chain, Datum data, text **type,
-			int32 *schema)
+			int32 *schema, EsScopeHold *hold)
 {
 	int			steps = 0;
 	EsCallScope scope;
@@ -395,9 +395,18 @@ upcast_data(EsUpcastCache *c, EsUpcastChain *chain, Datum data, text **type,
 		InitFunctionCallInfoData(*fcinfo, &step->cb.flinfo, 1, InvalidOid, NULL, NULL);
 		fcinfo->args[0].value = data;
 		fcinfo->args[0].isnull = false;
-		es_scope_enter(&scope, step->owner, step->search_path);
-		data = es_callback_call(&step->cb, fcinfo);
-		es_scope_exit(&scope);
+		if (hold != NULL)
+		{
+			/* the reader holds the scope across events (callback.c) */
+			es_scope_hold_enter(hold, step->owner, step->search_path);
+			data = es_callback_call(&step->cb, fcinfo);
+		}
+		else
+		{
+			es_scope_enter(&scope, step->owner, step->search_path);
+			data = es_callback_call(&step->cb, fcinfo);
+			es_scope_exit(&scope);
+		}
 		if (fcinfo->isnull)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -439,6 +448,19 @@ upcast_data(EsUpcastCache *c, EsUpcastChain *chain, Datum data, text **type,
 bool
 es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
 {
+	return es_upcast_slot_held(u, slot, NULL);
+}
+
+/*
+ * es_upcast_slot_held
+ *		es_upcast_slot for a reader that holds the upcasters' scope across
+ *		events (es_scope_hold_enter): the scope stays open when this returns,
+ *		until the reader releases the hold.  hold NULL: each call in a scope
+ *		of its own.
+ */
+bool
+es_upcast_slot_held(EsUpcaster *u, TupleTableSlot *slot, EsScopeHold *hold)
+{
 	EsUpcastCache *c = (EsUpcastCache *) u;
 	EsUpcastChain *chain;
 	text	   *type;
@@ -478,7 +500,7 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
 	MemoryContextSwitchTo(work);
 	PG_TRY();
 	{
-		data = upcast_data(c, chain, data, &type, &schema);
+		data = upcast_data(c, chain, data, &type, &schema, hold);
 	}
 	PG_FINALLY();
 	{
