@@ -12,9 +12,10 @@
  * their global positions.  Each row is validated as es_append validates an
  * event, and against its stream: its version must be the stream's next one
  * (the stored version plus one for the first row of a stream) and its
- * recorded_at no earlier than the stream's last event's.  It is then
- * inserted through the same executor path as es_append's inserts
- * (append.c), keeping the given event id and recorded_at.  Any error
+ * recorded_at no earlier than the stream's last event's.  The rows are then
+ * inserted a fetched batch at a time (see ImportState), with the row
+ * es_append would store (append.c's es_store_fill) but the given event id
+ * and recorded_at.  Any error
  * aborts the whole import with the caller's transaction: nothing is left
  * half-imported.
  *
