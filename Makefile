@@ -17,6 +17,7 @@ OBJS = \
 	src/append.o \
 	src/import.o \
 	src/position.o \
+	src/head_cache.o \
 	src/mark.o \
 	src/read.o \
 	src/immutable.o \
