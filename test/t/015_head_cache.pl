@@ -107,6 +107,14 @@ is(versions('postgres', 'a'), join(',', 1 .. 10), 'a: 1..10');
 is(versions('postgres', 'b'), '1,2,3', 'b: 1..3');
 is(versions('other', 'a'), '1,2', 'a in the other database: 1..2');
 
+# DROP and CREATE EXTENSION: the new es_events (a new OID, same slot) does
+# not take the old one's entry.
+is(append('postgres', 'd'), '1', 'd: 1');
+is(append('postgres', 'd'), '2', 'd: 2');
+$node->safe_psql('postgres',
+	'DROP EXTENSION event_sourcing; CREATE EXTENSION event_sourcing');
+is(append('postgres', 'd'), '1', 'd: 1 in the new es_events');
+
 # The entry is used: a row inserted behind es_append's back (as a superuser
 # may) is not seen, and the next append collides with it (the caveat the
 # README documents); after a restart the cache is empty and the append
