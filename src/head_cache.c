@@ -47,6 +47,15 @@
  *	  (oldestClogXid, read under XactTruncationLock, which is held while the
  *	  status is looked up, as pg_xact_status() does), is not used.
  *
+ * Other paths of es_append: es_execute appends through the same function.
+ * An idempotent retry returns before inserting and writes nothing; a
+ * failed expected-version check raises an error before writing.  The
+ * recorded_at kept is the last event's, so the clamp that keeps a stream's
+ * recorded_at from decreasing works as with the index.  An append made by
+ * a row trigger of es_events inside another append (an inline projection
+ * handler appending to the same stream) finds the outer append's entry,
+ * written before those triggers fire, and its own entry is the later one.
+ *
  * Everything else that adds rows to es_events must forget the entries of
  * the streams it touches: es_import calls es_head_cache_forget for every
  * stream it imports into (it holds an EXCLUSIVE lock on es_events, so no
