@@ -101,6 +101,10 @@ PGCONF=(
   checkpoint_timeout=1h
   autovacuum=off           # no background noise; the script vacuums after the pre-fill
   maintenance_work_mem=256MB
+  # the build's library (found on dynamic_library_path), preloaded as in
+  # production: the shared cache of stream heads (head_cache.c) and the
+  # positions' shared slots exist only then
+  shared_preload_libraries=event_sourcing
 )
 
 SIZES="$SIZES" CATCHUP_ROUNDS="$CATCHUP_ROUNDS" SYNC="$SYNC" SHARED_BUFFERS="$SHARED_BUFFERS" \

@@ -19,6 +19,11 @@
  * (stream_id, stream_version): the second one waits for the first and then
  * fails the check with 40001, the SQLSTATE every driver retries.
  *
+ * With the library preloaded, the head usually comes from a shared cache of
+ * stream heads instead (head_cache.c), written by every append under the
+ * stream lock and trusted only when the (sub)transaction that wrote it
+ * committed or is this transaction's own.
+ *
  * The rows are inserted through the executor's simple insert path
  * (ExecSimpleRelationInsert, as logical replication's apply worker does):
  * constraints, index insertion and row triggers behave as for an INSERT,
@@ -478,7 +483,13 @@ append_events(text *stream_id, bool any_version, int64 expected,
 	es_store_open(&st);
 	es_store_lock_stream(stream_id);
 
-	current = es_store_read_head(&st, stream_id, &last_recorded);
+	/*
+	 * The head from the shared cache when it is known to be the head
+	 * (head_cache.c), else from the index.
+	 */
+	if (!es_head_cache_get(RelationGetRelid(st.rel), stream_id, &current,
+						   &last_recorded))
+		current = es_store_read_head(&st, stream_id, &last_recorded);
 
 	replayed = check_replay(&st, stream_id, any_version, expected, ev, n, batch);
 	if (replayed >= 0)
@@ -533,6 +544,17 @@ append_events(text *stream_id, bool any_version, int64 expected,
 		/* what the index expressions computed for this row */
 		ResetPerTupleExprContext(st.estate);
 	}
+
+	/*
+	 * The new head, for the next append to the stream: written under the
+	 * stream lock, after the rows and before the row triggers fire (a
+	 * trigger that appends to the same stream must find it, and its own
+	 * entry must not be overwritten by this one).  An idempotent retry
+	 * returned above without writing.
+	 */
+	if (n > 0)
+		es_head_cache_put(RelationGetRelid(st.rel), stream_id, current + n,
+						  recorded_at);
 
 	es_store_close(&st);
 	es_notify_append(stream_id);

@@ -47,6 +47,7 @@ _PG_init(void)
 	/* after es_wait_init: commit callbacks run newest first, so a finished
 	 * appender's slot is cleared before es_wait's waiters are woken */
 	es_position_init();
+	es_head_cache_init();
 	es_log_mark_init();
 	es_worker_init();
 

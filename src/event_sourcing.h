@@ -272,6 +272,14 @@ extern int64 es_next_position(Oid seqoid);
 extern int64 es_log_last_position(const EsCatalog *cat);
 extern void es_position_init(void);
 
+/* head_cache.c: stream heads in shared memory (when preloaded) */
+extern void es_head_cache_init(void);
+extern bool es_head_cache_get(Oid relid, text *stream_id, int64 *version,
+							  TimestampTz *recorded_at);
+extern void es_head_cache_put(Oid relid, text *stream_id, int64 version,
+							  TimestampTz recorded_at);
+extern void es_head_cache_forget(text *stream_id);
+
 /* mark.c: the bound published for hot standbys and logical replicas */
 extern int	es_log_mark_interval;
 extern bool es_log_is_remote(const EsCatalog *cat);

@@ -423,6 +423,7 @@ import_row(ImportState *is, HeapTuple tuple, TupleDesc desc)
 		s->stream_id = (text *) MemoryContextAlloc(is->streams_cxt, VARSIZE_ANY(stream_id));
 		memcpy(s->stream_id, stream_id, VARSIZE_ANY(stream_id));
 		s->version = es_store_read_head(st, stream_id, &s->last_recorded);
+		es_head_cache_forget(stream_id);
 		es_notify_append(stream_id);
 	}
 

@@ -1,0 +1,359 @@
+/*-------------------------------------------------------------------------
+ *
+ * head_cache.c
+ *	  A shared cache of stream heads, so that an append to a stream that was
+ *	  appended to recently skips reading the head from the index.
+ *
+ * es_append locks the stream and then needs the stream's current version and
+ * the recorded_at of its last event.  Reading them from es_events is a
+ * descent of the (stream_id, stream_version) index plus a fetch of the last
+ * heap row, on top of the descent that inserting into the same unique index
+ * makes anyway: about a tenth of an append's time on a large store.  With
+ * the library preloaded, every append leaves (stream, version, recorded_at,
+ * the inserting (sub)transaction's id) in a fixed array in shared memory,
+ * and the next append to the stream takes the head from there.
+ *
+ * The array has event_sourcing.head_cache_size entries (set at server start;
+ * 0: no cache), direct-mapped by a hash of (database, es_events relation,
+ * stream id).  An entry holds the whole stream id and is used only when the
+ * id is equal byte for byte: streams whose hashes collide merely evict each
+ * other.  Each entry has a spinlock; readers and writers copy under it and
+ * call nothing else while holding it.
+ *
+ * Why an entry that is found is the head.  Appenders to a stream are
+ * serialised by the stream lock (append.c), held to the end of the
+ * transaction, and every append writes the entry while it holds the lock,
+ * after its rows are inserted and before its triggers fire.  So when an
+ * appender holds the lock and finds an entry for its stream, the entry was
+ * written by the last append to the stream that wrote one; if that append's
+ * (sub)transaction committed, or is the appender's own transaction (itself
+ * or a subtransaction still alive), no rows of the stream were stored after
+ * it, and the entry is the head.  If it aborted (ROLLBACK, ROLLBACK TO
+ * SAVEPOINT, ROLLBACK PREPARED, an error), its rows are gone and the entry
+ * says nothing: the head is read from the index.  Anything that is not
+ * known to be committed or ours falls back to the index in the same way:
+ *
+ *	- An in-progress transaction of another backend cannot have written the
+ *	  entry, as it would hold the lock.  (A subtransaction's lock is released
+ *	  when it rolls back, but then its xid has aborted.)
+ *	- A prepared transaction holds the stream lock until COMMIT PREPARED or
+ *	  ROLLBACK PREPARED, which mark it committed or aborted before the lock
+ *	  is released.
+ *	- The status of an old transaction id is unknown once the commit log
+ *	  (pg_xact) is truncated past it: asking would fail with "could not
+ *	  access status of transaction".  Entries hold the full (epoch-qualified)
+ *	  transaction id; one that is 2^31 or more behind the next transaction
+ *	  id, or older than the oldest one pg_xact still holds
+ *	  (oldestClogXid, read under XactTruncationLock, which is held while the
+ *	  status is looked up, as pg_xact_status() does), is not used.
+ *
+ * Other paths of es_append: es_execute appends through the same function.
+ * An idempotent retry returns before inserting and writes nothing; a
+ * failed expected-version check raises an error before writing.  The
+ * recorded_at kept is the last event's, so the clamp that keeps a stream's
+ * recorded_at from decreasing works as with the index.  An append made by
+ * a row trigger of es_events inside another append (an inline projection
+ * handler appending to the same stream) finds the outer append's entry,
+ * written before those triggers fire, and its own entry is the later one.
+ *
+ * Everything else that adds rows to es_events must forget the entries of
+ * the streams it touches: es_import calls es_head_cache_forget for every
+ * stream it imports into (it holds an EXCLUSIVE lock on es_events, so no
+ * appender writes an entry until it ends).  A restart (or crash) starts
+ * with an empty array; DROP and CREATE EXTENSION make a new es_events with
+ * a new OID, which no entry names; VACUUM FULL keeps the rows.  An
+ * idempotent retry inserts nothing and writes nothing.  Rows inserted into
+ * es_events directly (a superuser's INSERT or COPY into a database whose
+ * es_events has events) are not seen: the cache then gives an older head,
+ * and the next es_append to such a stream fails on the unique index
+ * (stream_id, stream_version) or its expected-version check until the
+ * server restarts; pg_restore goes into a fresh database, whose OIDs no
+ * entry names.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "access/xact.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/guc.h"
+
+#include "event_sourcing.h"
+
+/* the shared variables of transam.h (renamed in PostgreSQL 17) */
+#if PG_VERSION_NUM >= 170000
+#define ES_TRANSAM_VARIABLES TransamVariables
+#else
+#define ES_TRANSAM_VARIABLES ShmemVariableCache
+#endif
+
+/* event_sourcing.head_cache_size */
+static int	head_cache_size = 16384;
+
+/* One stream's head, or nothing (fxid invalid). */
+typedef struct EsHeadEntry
+{
+	slock_t		mutex;
+	uint8		len;			/* bytes of the stream id */
+	Oid			dbid;
+	Oid			relid;			/* es_events */
+	FullTransactionId fxid;		/* the (sub)transaction that appended */
+	int64		version;
+	TimestampTz recorded_at;	/* of the event at 'version' */
+	char		stream[ES_MAX_NAME_BYTES];
+} EsHeadEntry;
+
+/* NULL when not preloaded or the size is 0 */
+static EsHeadEntry *head_cache = NULL;
+static int	head_cache_entries = 0;
+
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/*
+ * head_cache_shmem_size
+ *		Bytes of the array.
+ */
+static Size
+head_cache_shmem_size(void)
+{
+	return mul_size(head_cache_size, sizeof(EsHeadEntry));
+}
+
+/*
+ * head_cache_shmem_request
+ *		Reserve the array (PostgreSQL 15: from shmem_request_hook).
+ */
+static void
+head_cache_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	if (head_cache_size > 0)
+		RequestAddinShmemSpace(MAXALIGN(head_cache_shmem_size()));
+}
+
+/*
+ * head_cache_shmem_startup
+ *		Create (empty) or attach to the array.
+ */
+static void
+head_cache_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	if (head_cache_size <= 0)
+		return;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	head_cache = ShmemInitStruct("event_sourcing stream heads",
+								 head_cache_shmem_size(), &found);
+	if (!found)
+	{
+		for (int i = 0; i < head_cache_size; i++)
+		{
+			SpinLockInit(&head_cache[i].mutex);
+			head_cache[i].len = 0;
+			head_cache[i].fxid = InvalidFullTransactionId;
+		}
+	}
+	head_cache_entries = head_cache_size;
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * es_head_cache_init
+ *		The setting and, when preloaded, the shared array; from _PG_init.
+ *
+ * A PGC_POSTMASTER setting can only be defined while preloading: without
+ * preload there is neither the setting nor the cache.
+ */
+void
+es_head_cache_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	DefineCustomIntVariable("event_sourcing.head_cache_size",
+							"Entries of the shared cache of stream heads (0 disables it).",
+							"es_append takes a stream's version from the cache when the stream "
+							"was appended to recently, instead of reading it from the index. "
+							"Each entry takes about 300 bytes of shared memory. Needs the library "
+							"in shared_preload_libraries.",
+							&head_cache_size,
+							16384, 0, 4194304,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = head_cache_shmem_request;
+#else
+	head_cache_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = head_cache_shmem_startup;
+}
+
+/*
+ * head_entry
+ *		The entry a stream maps to, or NULL when there is no cache or the
+ *		stream id is too long to be kept.
+ */
+static EsHeadEntry *
+head_entry(Oid relid, text *stream_id)
+{
+	uint32		h;
+	int			len = VARSIZE_ANY_EXHDR(stream_id);
+
+	if (head_cache == NULL || len > ES_MAX_NAME_BYTES)
+		return NULL;
+	h = DatumGetUInt32(hash_any((const unsigned char *) VARDATA_ANY(stream_id), len));
+	h = hash_combine(h, murmurhash32((uint32) relid));
+	h = hash_combine(h, murmurhash32((uint32) MyDatabaseId));
+	return &head_cache[h % (uint32) head_cache_entries];
+}
+
+/*
+ * entry_is_stream
+ *		Does the entry hold this stream?  Called under the entry's spinlock.
+ */
+static inline bool
+entry_is_stream(EsHeadEntry *e, Oid relid, text *stream_id)
+{
+	int			len = VARSIZE_ANY_EXHDR(stream_id);
+
+	return FullTransactionIdIsValid(e->fxid) &&
+		e->dbid == MyDatabaseId && e->relid == relid && e->len == len &&
+		memcmp(e->stream, VARDATA_ANY(stream_id), len) == 0;
+}
+
+/*
+ * appender_committed_or_ours
+ *		Did the (sub)transaction fxid commit, or is it part of the current
+ *		transaction (not rolled back)?  False when its status is not known.
+ */
+static bool
+appender_committed_or_ours(FullTransactionId fxid)
+{
+	FullTransactionId next;
+	TransactionId xid = XidFromFullTransactionId(fxid);
+	bool		result = false;
+
+	/* holds off pg_xact truncation until the status has been read */
+	LWLockAcquire(XactTruncationLock, LW_SHARED);
+	next = ReadNextFullTransactionId();
+
+	/*
+	 * Less than 2^31 behind the next xid: the 32-bit xid names fxid alone
+	 * and compares correctly with oldestClogXid, which is never further
+	 * behind.  Not older than oldestClogXid: pg_xact has its status.
+	 */
+	if (FullTransactionIdPrecedes(fxid, next) &&
+		U64FromFullTransactionId(next) - U64FromFullTransactionId(fxid) <
+		(uint64) (MaxTransactionId >> 1) &&
+		!TransactionIdPrecedes(xid, ES_TRANSAM_VARIABLES->oldestClogXid))
+		result = TransactionIdIsCurrentTransactionId(xid) ||
+			TransactionIdDidCommit(xid);
+	LWLockRelease(XactTruncationLock);
+	return result;
+}
+
+/*
+ * es_head_cache_get
+ *		The stream's version and last recorded_at from the cache, if the
+ *		entry is known to be its head (see the file header).  The caller
+ *		holds the stream lock.
+ */
+bool
+es_head_cache_get(Oid relid, text *stream_id, int64 *version,
+				  TimestampTz *recorded_at)
+{
+	EsHeadEntry *e = head_entry(relid, stream_id);
+	FullTransactionId fxid = InvalidFullTransactionId;
+	int64		v = 0;
+	TimestampTz t = 0;
+
+	if (e == NULL)
+		return false;
+
+	SpinLockAcquire(&e->mutex);
+	if (entry_is_stream(e, relid, stream_id))
+	{
+		fxid = e->fxid;
+		v = e->version;
+		t = e->recorded_at;
+	}
+	SpinLockRelease(&e->mutex);
+
+	if (!FullTransactionIdIsValid(fxid) || !appender_committed_or_ours(fxid))
+		return false;
+	*version = v;
+	*recorded_at = t;
+	return true;
+}
+
+/*
+ * es_head_cache_put
+ *		Record the stream's new head, appended by the current
+ *		(sub)transaction, which has inserted rows (so has an xid).  The
+ *		caller holds the stream lock.  Cannot fail.
+ */
+void
+es_head_cache_put(Oid relid, text *stream_id, int64 version,
+				  TimestampTz recorded_at)
+{
+	EsHeadEntry *e = head_entry(relid, stream_id);
+	FullTransactionId fxid;
+	int			len = VARSIZE_ANY_EXHDR(stream_id);
+
+	if (e == NULL)
+		return;
+	fxid = GetCurrentFullTransactionId();
+
+	SpinLockAcquire(&e->mutex);
+	e->dbid = MyDatabaseId;
+	e->relid = relid;
+	e->len = (uint8) len;
+	memcpy(e->stream, VARDATA_ANY(stream_id), len);
+	e->version = version;
+	e->recorded_at = recorded_at;
+	e->fxid = fxid;
+	SpinLockRelease(&e->mutex);
+}
+
+/*
+ * es_head_cache_forget
+ *		Forget the stream's head in this database's es_events: for writers
+ *		other than es_append (es_import), before they add rows to it.
+ */
+void
+es_head_cache_forget(text *stream_id)
+{
+	Oid			relid;
+	EsHeadEntry *e;
+
+	if (head_cache == NULL)
+		return;
+	relid = es_catalog()->events;
+	e = head_entry(relid, stream_id);
+	if (e == NULL)
+		return;
+
+	SpinLockAcquire(&e->mutex);
+	if (entry_is_stream(e, relid, stream_id))
+		e->fxid = InvalidFullTransactionId;
+	SpinLockRelease(&e->mutex);
+}
