@@ -93,8 +93,15 @@
 #define ES_TRANSAM_VARIABLES ShmemVariableCache
 #endif
 
+/*
+ * Stream ids up to this long are cached (most are: "order-" and a UUID is
+ * 42 bytes); longer ones always read their head from the index.  Keeps an
+ * entry near 100 bytes, so a cache that covers many streams stays small.
+ */
+#define ES_HEAD_CACHE_STREAM_BYTES 64
+
 /* event_sourcing.head_cache_size */
-static int	head_cache_size = 16384;
+static int	head_cache_size = 65536;
 
 /* One stream's head, or nothing (fxid invalid). */
 typedef struct EsHeadEntry
@@ -106,7 +113,7 @@ typedef struct EsHeadEntry
 	FullTransactionId fxid;		/* the (sub)transaction that appended */
 	int64		version;
 	TimestampTz recorded_at;	/* of the event at 'version' */
-	char		stream[ES_MAX_NAME_BYTES];
+	char		stream[ES_HEAD_CACHE_STREAM_BYTES];
 } EsHeadEntry;
 
 /* NULL when not preloaded or the size is 0 */
@@ -190,10 +197,11 @@ es_head_cache_init(void)
 							"Entries of the shared cache of stream heads (0 disables it).",
 							"es_append takes a stream's version from the cache when the stream "
 							"was appended to recently, instead of reading it from the index. "
-							"Each entry takes about 300 bytes of shared memory. Needs the library "
-							"in shared_preload_libraries.",
+							"Each entry takes about 100 bytes of shared memory; stream ids longer "
+							"than 64 bytes are not cached. Needs the library in "
+							"shared_preload_libraries.",
 							&head_cache_size,
-							16384, 0, 4194304,
+							65536, 0, 4194304,
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 
@@ -218,7 +226,7 @@ head_entry(Oid relid, text *stream_id)
 	uint32		h;
 	int			len = VARSIZE_ANY_EXHDR(stream_id);
 
-	if (head_cache == NULL || len > ES_MAX_NAME_BYTES)
+	if (head_cache == NULL || len > ES_HEAD_CACHE_STREAM_BYTES)
 		return NULL;
 	h = DatumGetUInt32(hash_any((const unsigned char *) VARDATA_ANY(stream_id), len));
 	h = hash_combine(h, murmurhash32((uint32) relid));
