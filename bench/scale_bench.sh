@@ -7,6 +7,8 @@
 #   bench/scale_bench.sh --build --quick    smoke test: sizes 0, 200k, -d 1 -r 1
 #   SIZES="0 1000000" bench/scale_bench.sh  other sizes (0, or multiples of
 #                                           10,000 from 100,000; ascending)
+#   HEAD_CACHE_SIZE=0 bench/scale_bench.sh  event_sourcing.head_cache_size
+#                                           (default 65536; 0: no head cache)
 #   SHARED_BUFFERS=2GB bench/scale_bench.sh the throwaway cluster's
 #                                           shared_buffers (default 512MB, so
 #                                           that 10M events do not fit)
@@ -83,6 +85,8 @@ SIZES=${SIZES:-0 1000000 10000000}
 CATCHUP_ROUNDS=${CATCHUP_ROUNDS:-3}
 SYNC=${SYNC:-off}
 SHARED_BUFFERS=${SHARED_BUFFERS:-512MB}
+HEAD_CACHE_SIZE=${HEAD_CACHE_SIZE:-65536}
+[[ $HEAD_CACHE_SIZE =~ ^[0-9]+$ ]] || { echo "HEAD_CACHE_SIZE: a number of entries" >&2; exit 2; }
 prev=-1
 for n in $SIZES; do
   [[ $n == 0 || ($n =~ ^[1-9][0-9]*0000$ && $n -ge 100000) ]] || { echo "SIZES: 0 or multiples of 10,000 from 100,000" >&2; exit 2; }
@@ -105,10 +109,11 @@ PGCONF=(
   # production: the shared cache of stream heads (head_cache.c) and the
   # positions' shared slots exist only then
   shared_preload_libraries=event_sourcing
+  "event_sourcing.head_cache_size=$HEAD_CACHE_SIZE"
 )
 
 SIZES="$SIZES" CATCHUP_ROUNDS="$CATCHUP_ROUNDS" SYNC="$SYNC" SHARED_BUFFERS="$SHARED_BUFFERS" \
-  es_bench_virtualenv -d "$DURATION" -r "$ROUNDS"
+  HEAD_CACHE_SIZE="$HEAD_CACHE_SIZE" es_bench_virtualenv -d "$DURATION" -r "$ROUNDS"
 
 # ---------------------------------------------------------------------------
 # From here on, libpq's environment points at the server to use.
@@ -212,7 +217,7 @@ else
 fi
 out "- extension: $(es_bench_extension)"
 out "- server settings: $(qdb -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers','fsync','synchronous_commit','wal_sync_method','full_page_writes','wal_level','max_wal_size','checkpoint_timeout','autovacuum','jit')")"
-out "- command: \`$(printf '%q ' SIZES="$SIZES" SHARED_BUFFERS="$SHARED_BUFFERS" SYNC="$SYNC" CATCHUP_ROUNDS="$CATCHUP_ROUNDS" bench/scale_bench.sh -d "$DURATION" -r "$ROUNDS")$([[ -z ${ES_BENCH_BUILT:-} ]] || echo '--build')\`"
+out "- command: \`$(printf '%q ' SIZES="$SIZES" HEAD_CACHE_SIZE="$HEAD_CACHE_SIZE" SHARED_BUFFERS="$SHARED_BUFFERS" SYNC="$SYNC" CATCHUP_ROUNDS="$CATCHUP_ROUNDS" bench/scale_bench.sh -d "$DURATION" -r "$ROUNDS")$([[ -z ${ES_BENCH_BUILT:-} ]] || echo '--build')\`"
 out "- sizes: $SIZES; pre-fill: bench/scale_fill.sql (10,000 streams round-robin + 'load-100' and 'load-10000' spread over the log), identical rows in es_events, bench_insert and pl_events, then VACUUM ANALYZE and CHECKPOINT"
 out "- appends: $CLIENTS clients (-j 2), 1 event/tx, synchronous_commit=$SYNC, \`pgbench -n -M prepared -T $DURATION\`, a discarded warm-up run of each, then $ROUNDS round(s) of es_append / INSERT / PL/pgSQL, order reversed every round; median"
 out "- reads: 1 client; catch-up: $CATCHUP_ROUNDS round(s) of one whole-log pass each (\`-t N/1000 -D last=0\`); es_load: $ROUNDS round(s) of ${DURATION} s runs; median"
