@@ -128,21 +128,12 @@ es_check_execute(Oid fn)
 void
 es_callback_init(EsCallback *cb, Oid fn, MemoryContext mcxt)
 {
+	/* nothing decided about inlining yet (inline.c): every field zero */
+	MemSet(cb, 0, sizeof(EsCallback));
 	cb->fn = fn;
 	fmgr_info_cxt(fn, &cb->flinfo, mcxt);
 	cb->strict = cb->flinfo.fn_strict;
 	cb->mcxt = mcxt;
-	cb->inline_status = 0;
-	cb->lxid = 0;
-	cb->generation = 0;
-	cb->invals = 0;
-	cb->enabled = false;
-	cb->busy = false;
-	cb->exec_cxt = NULL;
-	cb->expr = NULL;
-	cb->econtext = NULL;
-	cb->params = NULL;
-	cb->fname = NULL;
 }
 
 /*
@@ -339,8 +330,7 @@ es_scope_hold_enter(EsScopeHold *hold, Oid owner, const char *search_path)
 			(hold->search_path == search_path ||
 			 strcmp(hold->search_path, search_path) == 0))
 			return;
-		es_scope_exit(&hold->scope);
-		hold->open = false;
+		es_scope_hold_release(hold);
 	}
 	es_scope_enter(&hold->scope, owner, search_path);
 	hold->owner = owner;

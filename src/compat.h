@@ -62,7 +62,6 @@ InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
 #define MarkGUCPrefixReserved(prefix) EmitWarningsOnPlaceholders(prefix)
 #endif
 
-/* this backend's PGPROC number and local transaction id (renamed in 17) */
 /* ExecInsertIndexTuples gained onlySummarizing in PG 16 */
 #if PG_VERSION_NUM >= 160000
 #define es_insert_index_tuples(rri, slot, estate) \
@@ -72,6 +71,7 @@ InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
 	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL)
 #endif
 
+/* this backend's PGPROC number and local transaction id (renamed in 17) */
 #if PG_VERSION_NUM >= 170000
 #define es_my_procno() (MyProcNumber)
 #define es_my_lxid() (MyProc->vxid.lxid)

@@ -13,11 +13,12 @@
  * log_mark_interval milliseconds and only when it moved.  Every position at
  * or below the stored mark belongs to a transaction that had committed or
  * aborted when the writer computed the mark, inside the transaction that
- * stores it, so its commit record precedes the mark's in the WAL.  Replay on a standby, and a logical
- * subscription's apply worker (which applies transactions one at a time in
- * commit order), therefore make all those events visible no later than the
- * mark: a reader that reads the mark with a snapshot and then the log with
- * a newer one sees every event up to the mark.
+ * stores it, so its commit record precedes the mark's in the WAL.  Replay
+ * on a standby, and a logical subscription's apply worker (which applies
+ * transactions one at a time in commit order), therefore make all those
+ * events visible no later than the mark: a reader that reads the mark with
+ * a snapshot and then the log with a newer one sees every event up to the
+ * mark.
  *
  * A database "replicates the log" when es_events is a table of one of its
  * subscriptions (pg_subscription_rel).  Then es_log_mark must be in the same

@@ -15,8 +15,9 @@
  * search_path it was registered with (callback.c): an upcaster never runs
  * as the reader, nor as the background worker.  Steps are called through
  * es_callback_call: a SQL function whose body is one expression is
- * evaluated as that expression (inline.c), without an executor per call.  A type's chain belongs to
- * the owner of its first step: only members of that role may extend it.
+ * evaluated as that expression (inline.c), without an executor per call.
+ * A type's chain belongs to the owner of its first step: only members of
+ * that role may extend it.
  *
  * The registry is small and read whole into a per-backend cache, rebuilt
  * when the catalog generation moves (es_define_upcaster invalidates it in
@@ -437,13 +438,8 @@ upcast_data(EsUpcastCache *c, EsUpcastChain *chain, Datum data, text **type,
  *		The single upcasting step: if the event in slot has upcasters for its
  *		schema, replace its data, type and schema_version in the slot (with a
  *		tuple of its own) and return true.  Return false, leaving the slot
- *		untouched, when there is nothing to do.
- *
- * The steps compute in a context of the registry's, reset after each event:
- * what they allocate besides the result (all of it, for an expression
- * evaluated in place) does not pile up in the caller's context, which for
- * es_load lives as long as the whole read.  A nested read (inside an
- * upcaster) finds it busy and uses a context of its own.
+ *		untouched, when there is nothing to do.  Each step is called in a
+ *		scope of its own (es_upcast_slot_held for a reader holding one).
  */
 bool
 es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
@@ -457,6 +453,12 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
  *		events (es_scope_hold_enter): the scope stays open when this returns,
  *		until the reader releases the hold.  hold NULL: each call in a scope
  *		of its own.
+ *
+ * The steps compute in a context of the registry's, reset after each event:
+ * what they allocate besides the result (all of it, for an expression
+ * evaluated in place) does not pile up in the caller's context, which for
+ * es_load lives as long as the whole read.  A nested read (inside an
+ * upcaster) finds it busy and uses a context of its own.
  */
 bool
 es_upcast_slot_held(EsUpcaster *u, TupleTableSlot *slot, EsScopeHold *hold)
