@@ -578,35 +578,6 @@ my @committed_acct = split /\n/,
 my $seq_last = $node->safe_psql('postgres',
 	'SELECT last_value FROM es_events_global_position_seq');
 
-# Check one reader's log against the positions it should have received.
-sub check_log
-{
-	my ($log, $expected) = @_;
-	my (%seen, $prev);
-	my ($repeats, $backwards) = (0, 0);
-	for my $p (@$log)
-	{
-		$repeats++ if $seen{$p}++;
-		$backwards++ if defined $prev && $p < $prev;
-		$prev = $p;
-	}
-	my %want = map { $_ => 1 } @$expected;
-	my @missing = grep { !$seen{$_} } @$expected;
-	my @extra   = sort { $a <=> $b } grep { !$want{$_} } keys %seen;
-	my @doomed  = sort { $a <=> $b } grep { $seen{$_} } keys %doomed;
-	return {
-		received  => scalar(@$log),
-		repeats   => $repeats,
-		backwards => $backwards,
-		missing   => \@missing,
-		extra     => \@extra,
-		doomed    => \@doomed,
-		ok        => ($repeats == 0 && $backwards == 0 && !@missing && !@extra && !@doomed),
-	};
-}
-
-sub first_few { my @l = @_; return join(',', @l[ 0 .. ($#l < 9 ? $#l : 9) ]); }
-
 note sprintf(
 	'load: %d committed events (%d in category acct), sequence at %d, %d rolled-back positions %s, %d traps',
 	scalar(@committed), scalar(@committed_acct), $seq_last,
@@ -650,7 +621,7 @@ my %expected_of = (
 for my $r (@reader_names)
 {
 	my $def = $readers{$r};
-	my $c = $def->{check} = check_log($def->{log}, $expected_of{$r});
+	my $c = $def->{check} = es_check_log($def->{log}, $expected_of{$r}, \%doomed);
 	note sprintf(
 		'reader %-9s %s: %d positions received, %d reads (%d non-empty, %d over 2 ms, slowest %s ms); %d missing, %d repeated, %d going back, %d extra, %d rolled back%s',
 		$r, $def->{desc}, $c->{received},

@@ -301,34 +301,7 @@ note sprintf('%d events committed, sequence at %d (%d positions rolled back)',
 cmp_ok(scalar(@committed), '>', 300, 'the load committed a sizeable number of events');
 cmp_ok($final - scalar(@committed), '>', 0, 'the load rolled back some positions');
 
-# One reader's log against the positions it should have received.
-sub check_log
-{
-	my ($log, $expected) = @_;
-	my (%seen, $prev);
-	my ($repeats, $backwards) = (0, 0);
-	for my $q (@$log)
-	{
-		$repeats++ if $seen{$q}++;
-		$backwards++ if defined $prev && $q < $prev;
-		$prev = $q;
-	}
-	my %want = map { $_ => 1 } @$expected;
-	my @missing = grep { !$seen{$_} } @$expected;
-	my @extra = sort { $a <=> $b } grep { !$want{$_} } keys %seen;
-	return {
-		received  => scalar(@$log),
-		repeats   => $repeats,
-		backwards => $backwards,
-		missing   => \@missing,
-		extra     => \@extra,
-		ok => ($repeats == 0 && $backwards == 0 && !@missing && !@extra),
-	};
-}
-
-sub first_few { my @l = @_; return join(',', @l[ 0 .. ($#l < 9 ? $#l : 9) ]); }
-
-my $c = check_log(\@log, \@committed);
+my $c = es_check_log(\@log, \@committed);
 note sprintf(
 	'standby reader: %d positions in %s reads (%s non-empty); %d missing, %d repeated, %d going back, %d extra',
 	$c->{received}, $reads // '?', $nonempty // '?', scalar(@{ $c->{missing} }),
@@ -346,7 +319,7 @@ is($c->{received}, scalar(@committed), 'standby reader: every event received exa
 ok((grep { $_ == $p } @log), "standby reader: received the prepared transaction's position $p");
 
 # Negative control: the same checks catch the naive reader's skip.
-my $n = check_log(\@naive, \@committed);
+my $n = es_check_log(\@naive, \@committed);
 ok(!$n->{ok}, 'negative control: the checks fail the naive standby reader');
 ok((grep { $_ == $p } @{ $n->{missing} }),
 	'negative control: the checks report the prepared position as skipped by the naive standby reader ('

@@ -524,34 +524,10 @@ for my $kind (qw(rollback savepoint))
 	cmp_ok($doomed_kinds{$kind} // 0, '>', 0, "the load rolled back positions ($kind)");
 }
 
-sub check_log
-{
-	my ($log, $expected) = @_;
-	my (%seen, $prev);
-	my ($repeats, $backwards) = (0, 0);
-	for my $p (@$log)
-	{
-		$repeats++ if $seen{$p}++;
-		$backwards++ if defined $prev && $p < $prev;
-		$prev = $p;
-	}
-	my %want = map { $_ => 1 } @$expected;
-	return {
-		received  => scalar(@$log),
-		repeats   => $repeats,
-		backwards => $backwards,
-		missing   => [ grep { !$seen{$_} } @$expected ],
-		extra     => [ sort { $a <=> $b } grep { !$want{$_} } keys %seen ],
-		doomed    => [ sort { $a <=> $b } grep { $seen{$_} } keys %doomed ],
-	};
-}
-
-sub first_few { my @l = @_; return join(',', @l[ 0 .. ($#l < 9 ? $#l : 9) ]); }
-
 my %expected_of = (all => \@committed, category => \@committed_acct);
 for my $r (@reader_names)
 {
-	my $c = check_log($readers{$r}{log}, $expected_of{$r});
+	my $c = es_check_log($readers{$r}{log}, $expected_of{$r}, \%doomed);
 	my $n = scalar(@{ $expected_of{$r} });
 	note sprintf('subscriber reader %s: %d positions in %d reads (%d non-empty)',
 		$r, $c->{received}, $readers{$r}{reads} // -1, $readers{$r}{nonempty} // -1);

@@ -22,7 +22,7 @@ use PostgreSQL::Test::Cluster;
 use Test::More;
 
 our @EXPORT = qw(es_node run_sql fails_with succeeds dump_restore_custom
-  dump_restore_plain median max_of);
+  dump_restore_plain median max_of es_check_log first_few);
 
 # es_node($name, $conf, %init): a new node $name, initialized with %init
 # (e.g. allows_streaming => 1), $conf (if defined) appended to its
@@ -113,5 +113,40 @@ sub median
 }
 
 sub max_of { my $m = shift; for (@_) { $m = $_ if $_ > $m } return $m; }
+
+# es_check_log(\@log, \@expected, \%doomed): one catch-up reader's log (the
+# global positions it received, in order) against the positions it should
+# have received, and the rolled-back positions (keys of %doomed, optional)
+# it must never receive.  Returns { received, repeats, backwards, missing,
+# extra, doomed, ok }: counts, lists of positions (sorted), and whether the
+# log is exactly the expected positions, each once, in order.
+sub es_check_log
+{
+	my ($log, $expected, $doomed) = @_;
+	my (%seen, $prev);
+	my ($repeats, $backwards) = (0, 0);
+	for my $p (@$log)
+	{
+		$repeats++ if $seen{$p}++;
+		$backwards++ if defined $prev && $p < $prev;
+		$prev = $p;
+	}
+	my %want = map { $_ => 1 } @$expected;
+	my @missing = grep { !$seen{$_} } @$expected;
+	my @extra   = sort { $a <=> $b } grep { !$want{$_} } keys %seen;
+	my @doomed  = sort { $a <=> $b } grep { $seen{$_} } keys %{ $doomed // {} };
+	return {
+		received  => scalar(@$log),
+		repeats   => $repeats,
+		backwards => $backwards,
+		missing   => \@missing,
+		extra     => \@extra,
+		doomed    => \@doomed,
+		ok        => ($repeats == 0 && $backwards == 0 && !@missing && !@extra && !@doomed),
+	};
+}
+
+# first_few(@list): its first ten elements, comma-separated, for a diag.
+sub first_few { my @l = @_; return join(',', @l[ 0 .. ($#l < 9 ? $#l : 9) ]); }
 
 1;
