@@ -59,25 +59,7 @@ trap cleanup EXIT
 qdb() { PGOPTIONS='-c client_min_messages=warning' q -d "$DB" "$@"; }
 qdb -c "CREATE EXTENSION event_sourcing" >/dev/null
 say "loading $EVENTS events"
-qdb >/dev/null <<EOF
-INSERT INTO es_events (global_position, stream_id, stream_version, event_id,
-                       event_type, data, metadata, recorded_at)
-SELECT p,
-       CASE WHEN p % k1 = 0 THEN 'load-10000' ELSE 'bench-' || ((i - 1) % 10000 + 1) END,
-       CASE WHEN p % k1 = 0 THEN p / k1 ELSE (i - 1) / 10000 + 1 END,
-       gen_random_uuid(),
-       CASE WHEN p % 5 = 0 THEN 'Withdrawn' ELSE 'Deposited' END,
-       jsonb_build_object('amount', p % 1000, 'currency', 'EUR'),
-       '{}',
-       now() + p * interval '1 millisecond'
-FROM (SELECT p, k1, p - p / k1 AS i
-      FROM (SELECT $EVENTS::bigint / 10000 AS k1) k,
-           generate_series(1, $EVENTS::bigint) p) g
-ORDER BY p;
-SELECT setval('es_events_global_position_seq', $EVENTS);
-VACUUM ANALYZE es_events;
-CHECKPOINT;
-EOF
+qdb -v events="$EVENTS" -f "$HERE/read_fill.sql" >/dev/null
 
 FAULTS="SELECT split_part(pg_read_file('/proc/self/stat'), ' ', 10)::bigint AS faults \\gset"
 # measure NAME CALLS SETTINGS GEN: GEN I prints the statement of call I.
