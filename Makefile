@@ -16,6 +16,8 @@ OBJS = \
 	src/batch.o \
 	src/append.o \
 	src/import.o \
+	src/lifecycle.o \
+	src/retention.o \
 	src/position.o \
 	src/head_cache.o \
 	src/mark.o \
@@ -42,11 +44,11 @@ PG_CPPFLAGS = -I$(srcdir)/src -DEXTVERSION=\"$(EXTVERSION)\"
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 
 # pg_regress (sql/ + expected/)
-REGRESS = setup append read aggregate upcast projection errors robustness security inline import head_cache
+REGRESS = setup append read aggregate upcast projection errors robustness security inline import head_cache lifecycle
 REGRESS_OPTS = --inputdir=. 
 
 # isolation specs (test/isolation/specs + test/isolation/expected)
-ISOLATION = append_race read_out_of_order idempotent_race execute_race wait_wakeup projection_run_race projection_rebuild_race rebuild_nonowner idle_appender savepoint_reappend prepared_appender readers_appenders sequence_lock_no_stall import_race head_cache
+ISOLATION = append_race read_out_of_order idempotent_race execute_race wait_wakeup projection_run_race projection_rebuild_race rebuild_nonowner idle_appender savepoint_reappend prepared_appender readers_appenders sequence_lock_no_stall import_race head_cache lifecycle_race
 ISOLATION_OPTS = --inputdir=test/isolation
 
 # Perl TAP (PostgreSQL::Test::Cluster); run as a non-root user

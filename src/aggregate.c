@@ -273,6 +273,34 @@ aggregate_name(const EsAggDef *def)
 }
 
 /*
+ * fold_gap_error
+ *		A fold from version 'start' (0: the initial state) to 'target' found
+ *		the next stored event only at 'found' (-1: none up to target):
+ *		es_truncate_stream or retention removed the ones between, and no
+ *		usable snapshot covers them (55000, constraint es_stream_truncated).
+ *		Never fold on silently.
+ */
+static void
+fold_gap_error(Relation rel, text *stream_id, int64 start, int64 target, int64 found)
+{
+	char	   *from = start > 0 ?
+		psprintf("a snapshot at version " INT64_FORMAT, start) :
+		pstrdup("the initial state (no usable snapshot exists)");
+
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cannot fold stream \"%s\" to version " INT64_FORMAT ": events it needs were removed",
+					text_to_cstring(stream_id), target),
+			 found > 0 ?
+			 errdetail("The fold starts from %s, but the next stored event is version " INT64_FORMAT ".",
+					   from, found) :
+			 errdetail("The fold starts from %s, but no event of the stream up to version " INT64_FORMAT " is stored.",
+					   from, target),
+			 errhint("A truncated stream folds only from a snapshot at or after its truncation point; one made by an earlier definition of the aggregate does not count."),
+			 errtableconstraint(rel, "es_stream_truncated")));
+}
+
+/*
  * fold
  *		The state of a stream at version 'target' (< 0: its current version;
  *		beyond the current version: the current version).
@@ -293,6 +321,8 @@ fold(EsAggDef *def, text *stream_id, int64 target, EsFoldResult *result)
 	bool		state_null = false;
 	bool		state_owned = false;	/* state lives in state_cxt */
 	int64		version;
+	int64		next;			/* the version the next event must have */
+	text	   *type;
 	int64		folded = 0;
 	EsUpcaster *upcaster;
 	EsCallScope scope;
@@ -319,6 +349,7 @@ fold(EsAggDef *def, text *stream_id, int64 target, EsFoldResult *result)
 		state = JsonbPGetDatum(def->initial_state);
 	}
 	version = start;
+	next = start + 1;
 
 	if (target > start)
 	{
@@ -337,6 +368,24 @@ fold(EsAggDef *def, text *stream_id, int64 target, EsFoldResult *result)
 
 			CHECK_FOR_INTERRUPTS();
 			version = DatumGetInt64(slot_getattr(slot, Anum_es_events_stream_version, &isnull));
+			type = DatumGetTextPP(slot_getattr(slot, Anum_es_events_event_type, &isnull));
+
+			/*
+			 * System events are not the aggregate's: a tombstone ends it, a
+			 * redaction notice is passed over (lifecycle.c).
+			 */
+			if (ES_IS_SYSTEM_TYPE(VARDATA_ANY(type)))
+			{
+				if (es_is_tombstone(type))
+					es_stream_deleted_error(scan->rel, stream_id, version,
+											DatumGetTimestampTz(slot_getattr(slot, Anum_es_events_recorded_at, &isnull)));
+				next = version + 1;
+				continue;
+			}
+			/* a gap: truncation or retention removed what the fold needs */
+			if (version != next)
+				fold_gap_error(scan->rel, stream_id, start, target, version);
+			next = version + 1;
 
 			/* a strict evolve leaves a NULL state NULL, as a call would */
 			if (state_null && evolve.strict)
@@ -377,6 +426,9 @@ fold(EsAggDef *def, text *stream_id, int64 target, EsFoldResult *result)
 			folded++;
 		}
 		es_scope_exit(&scope);
+		/* the events up to the target were removed (and none after them) */
+		if (next <= target)
+			fold_gap_error(scan->rel, stream_id, start, target, -1);
 		es_stream_scan_end(scan);
 		es_upcast_end(upcaster);
 	}
@@ -572,21 +624,6 @@ es_execute(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(es_append_batch_jsonb(stream_id, false, r.version, events_jb));
 }
 
-/*
- * check_category
- *		A category for es_define_aggregate: a name without '-'.
- */
-static void
-check_category(text *category)
-{
-	es_check_name("category", VARSIZE_ANY_EXHDR(category));
-	if (memchr(VARDATA_ANY(category), '-', VARSIZE_ANY_EXHDR(category)) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("a category cannot contain \"-\""),
-				 errdetail("The category of a stream is the part of its stream_id before the first \"-\".")));
-}
-
 PG_FUNCTION_INFO_V1(es_define_aggregate);
 
 /*
@@ -624,7 +661,7 @@ es_define_aggregate(PG_FUNCTION_ARGS)
 	es_check_not_null(fcinfo, 2, "initial_state");
 	es_check_not_null(fcinfo, 4, "snapshot_every");
 	category = PG_GETARG_TEXT_PP(0);
-	check_category(category);
+	es_check_category(category);
 	evolve = PG_GETARG_OID(1);
 	snapshot_every = PG_GETARG_INT32(4);
 	if (snapshot_every < 0)

@@ -72,11 +72,11 @@ describe_expected(int64 expected)
 }
 
 /*
- * check_expected_range
+ * es_check_expected_range
  *		expected_version is NULL, -1, 0 or a positive version.
  */
-static void
-check_expected_range(int64 expected)
+void
+es_check_expected_range(int64 expected)
 {
 	if (expected < -1)
 		ereport(ERROR,
@@ -95,6 +95,18 @@ check_expected_range(int64 expected)
 void
 es_store_lock_stream(text *stream_id)
 {
+	(void) es_store_try_lock_stream(stream_id, false);
+}
+
+/*
+ * es_store_try_lock_stream
+ *		es_store_lock_stream, or with dont_wait, false at once when another
+ *		transaction holds the lock (retention skips such streams rather than
+ *		wait, so it never deadlocks with an appender of several streams).
+ */
+bool
+es_store_try_lock_stream(text *stream_id, bool dont_wait)
+{
 	LOCKTAG		tag;
 	uint64		h;
 
@@ -103,7 +115,7 @@ es_store_lock_stream(text *stream_id)
 										 ES_STREAM_LOCK_SEED));
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
 						 ES_STREAM_LOCK_CLASS);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	return LockAcquire(&tag, ExclusiveLock, false, dont_wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
 /*
@@ -229,14 +241,16 @@ es_store_close(EsAppendState *st)
 }
 
 /*
- * es_store_read_head
- *		The stream's current version and the recorded_at of its last event.
+ * es_store_peek_head
+ *		The stream's current version and the recorded_at of its last event;
+ *		*deleted says whether that event is a tombstone.
  *
  * Called with the stream locked.  The dirty snapshot sees every committed
  * event and this transaction's own, including those of the current command.
  */
 int64
-es_store_read_head(EsAppendState *st, text *stream_id, TimestampTz *last_recorded)
+es_store_peek_head(EsAppendState *st, text *stream_id, TimestampTz *last_recorded,
+				   bool *deleted)
 {
 	SnapshotData dirty;
 	ScanKeyData key;
@@ -250,14 +264,83 @@ es_store_read_head(EsAppendState *st, text *stream_id, TimestampTz *last_recorde
 	scan = index_beginscan(st->rel, st->stream_index, &dirty, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	*last_recorded = DT_NOBEGIN;
+	*deleted = false;
 	if (index_getnext_slot(scan, BackwardScanDirection, st->slot))
 	{
 		version = DatumGetInt64(slot_getattr(st->slot, Anum_es_events_stream_version, &isnull));
 		*last_recorded = DatumGetTimestampTz(slot_getattr(st->slot, Anum_es_events_recorded_at, &isnull));
+		*deleted = es_is_tombstone(DatumGetTextPP(slot_getattr(st->slot, Anum_es_events_event_type, &isnull)));
 	}
 	index_endscan(scan);
 	ExecClearTuple(st->slot);
 	return version;
+}
+
+/*
+ * es_store_read_head
+ *		es_store_peek_head for a writer: raises es_stream_deleted when the
+ *		stream is deleted.
+ */
+int64
+es_store_read_head(EsAppendState *st, text *stream_id, TimestampTz *last_recorded)
+{
+	bool		deleted;
+	int64		version;
+
+	version = es_store_peek_head(st, stream_id, last_recorded, &deleted);
+	if (deleted)
+		es_stream_deleted_error(st->rel, stream_id, version, *last_recorded);
+	return version;
+}
+
+/*
+ * es_is_tombstone
+ *		Is this event type the tombstone of a deleted stream?
+ */
+bool
+es_is_tombstone(text *type)
+{
+	return VARSIZE_ANY_EXHDR(type) == strlen(ES_TYPE_STREAM_DELETED) &&
+		memcmp(VARDATA_ANY(type), ES_TYPE_STREAM_DELETED,
+			   strlen(ES_TYPE_STREAM_DELETED)) == 0;
+}
+
+/*
+ * es_stream_deleted_error
+ *		Refuse to change a deleted stream: 55000 with the constraint name
+ *		es_stream_deleted, so a client can tell it from other errors.
+ */
+void
+es_stream_deleted_error(Relation rel, text *stream_id, int64 tombstone_version,
+						TimestampTz deleted_at)
+{
+	char	   *stream = text_to_cstring(stream_id);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("stream \"%s\" is deleted", stream),
+			 errdetail("Stream \"%s\" was deleted at %s; its tombstone is version " INT64_FORMAT ".",
+					   stream, timestamptz_to_str(deleted_at), tombstone_version),
+			 errhint("A deleted stream takes no more events. Use another stream id."),
+			 errtableconstraint(rel, "es_stream_deleted")));
+}
+
+/*
+ * es_store_head
+ *		The stream's head, with the stream locked: from the shared cache
+ *		when it is known to be the head (head_cache.c), else from the index.
+ *		Raises es_stream_deleted for a deleted stream (a tombstone head is
+ *		never cached: es_delete_stream forgets the entry).
+ */
+int64
+es_store_head(EsAppendState *st, text *stream_id, TimestampTz *last_recorded)
+{
+	int64		current;
+
+	if (!es_head_cache_get(RelationGetRelid(st->rel), stream_id, &current,
+						   last_recorded))
+		current = es_store_read_head(st, stream_id, last_recorded);
+	return current;
 }
 
 /*
@@ -331,6 +414,29 @@ expected_matches(bool any_version, int64 expected, int64 version)
 	if (expected == -1)
 		return version > 0;
 	return version == expected;
+}
+
+/*
+ * es_check_expected_version
+ *		Raise 40001 (constraint es_wrong_expected_version) when a stream at
+ *		version 'current' does not satisfy the expected version.
+ */
+void
+es_check_expected_version(Relation rel, text *stream_id, bool any_version,
+						  int64 expected, int64 current)
+{
+	char	   *stream;
+
+	if (expected_matches(any_version, expected, current))
+		return;
+	stream = text_to_cstring(stream_id);
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("wrong expected version for stream \"%s\"", stream),
+			 errdetail("Stream \"%s\": expected version %s, actual version " INT64_FORMAT ".",
+					   stream, describe_expected(expected), current),
+			 errhint("Load the stream again and retry the command, or pass NULL as expected_version to append at any version."),
+			 errtableconstraint(rel, "es_wrong_expected_version")));
 }
 
 /*
@@ -483,13 +589,8 @@ append_events(text *stream_id, bool any_version, int64 expected,
 	es_store_open(&st);
 	es_store_lock_stream(stream_id);
 
-	/*
-	 * The head from the shared cache when it is known to be the head
-	 * (head_cache.c), else from the index.
-	 */
-	if (!es_head_cache_get(RelationGetRelid(st.rel), stream_id, &current,
-						   &last_recorded))
-		current = es_store_read_head(&st, stream_id, &last_recorded);
+	/* a deleted stream raises here, before an idempotent retry is looked for */
+	current = es_store_head(&st, stream_id, &last_recorded);
 
 	replayed = check_replay(&st, stream_id, any_version, expected, ev, n, batch);
 	if (replayed >= 0)
@@ -498,18 +599,7 @@ append_events(text *stream_id, bool any_version, int64 expected,
 		return replayed;
 	}
 
-	if (!expected_matches(any_version, expected, current))
-	{
-		char	   *stream = text_to_cstring(stream_id);
-
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("wrong expected version for stream \"%s\"", stream),
-				 errdetail("Stream \"%s\": expected version %s, actual version " INT64_FORMAT ".",
-						   stream, describe_expected(expected), current),
-				 errhint("Load the stream again and retry the command, or pass NULL as expected_version to append at any version."),
-				 errtableconstraint(st.rel, "es_wrong_expected_version")));
-	}
+	es_check_expected_version(st.rel, stream_id, any_version, expected, current);
 
 	/* taken under the stream lock: never earlier than the last event's */
 	recorded_at = GetCurrentTimestamp();
@@ -562,6 +652,26 @@ append_events(text *stream_id, bool any_version, int64 expected,
 	return current + n;
 }
 
+/*
+ * es_append_system
+ *		Append one of the extension's own events ('$' types, which users
+ *		cannot append) at any version; returns the stream's new version.
+ *		Inline projections see it as any other event.
+ */
+int64
+es_append_system(text *stream_id, const char *type, Jsonb *data)
+{
+	EsEventInput ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = cstring_to_text(type);
+	ev.data = data;
+	ev.metadata = es_empty_object();
+	ev.original_metadata = ev.metadata;
+	ev.id_given = false;
+	return append_events(stream_id, true, 0, &ev, 1, false);
+}
+
 PG_FUNCTION_INFO_V1(es_append);
 
 /*
@@ -584,10 +694,10 @@ es_append(PG_FUNCTION_ARGS)
 	stream_id = PG_GETARG_TEXT_PP(0);
 	es_check_stream_id(stream_id);
 	if (!PG_ARGISNULL(1))
-		check_expected_range(PG_GETARG_INT64(1));
+		es_check_expected_range(PG_GETARG_INT64(1));
 
 	ev.type = PG_GETARG_TEXT_PP(2);
-	es_check_name("event_type", VARSIZE_ANY_EXHDR(ev.type));
+	es_check_event_type("event_type", ev.type);
 	ev.data = PG_GETARG_JSONB_P(3);
 	es_check_object(ev.data, "data");
 	if (PG_ARGISNULL(4))
@@ -642,7 +752,7 @@ es_append_batch(PG_FUNCTION_ARGS)
 	stream_id = PG_GETARG_TEXT_PP(0);
 	es_check_stream_id(stream_id);
 	if (!PG_ARGISNULL(1))
-		check_expected_range(PG_GETARG_INT64(1));
+		es_check_expected_range(PG_GETARG_INT64(1));
 
 	PG_RETURN_INT64(es_append_batch_jsonb(stream_id, PG_ARGISNULL(1),
 										  PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),

@@ -208,6 +208,13 @@ parse_type(JsonbValue *v, int i, const EsEventInput *prev)
 				 errmsg("event_type is too long"),
 				 errdetail(EVENT_DETAIL ", whose \"type\" is %d bytes long; the limit is %d bytes.",
 						   i + 1, len, ES_MAX_NAME_BYTES)));
+	if (ES_IS_SYSTEM_TYPE(v->val.string.val))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event_type \"%.*s\" is reserved", len, v->val.string.val),
+				 errdetail(EVENT_DETAIL "; event types that start with \"$\" are the extension's own system events.",
+						   i + 1),
+				 errhint("Choose a type that does not start with \"$\".")));
 	if (prev != NULL && (int) VARSIZE_ANY_EXHDR(prev->type) == len &&
 		memcmp(VARDATA_ANY(prev->type), v->val.string.val, len) == 0)
 		return prev->type;

@@ -13,7 +13,9 @@
 
 #include "postgres.h"
 
+#include "access/tableam.h"
 #include "catalog/pg_proc.h"
+#include "executor/executor.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
@@ -68,6 +70,36 @@ InitMaterializedSRF(FunctionCallInfo fcinfo, bits32 flags)
 	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL, false)
 #else
 #define es_insert_index_tuples(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL)
+#endif
+
+/*
+ * simple_table_tuple_update reports which indexes need the new row version
+ * as an enum since PG 16 (TU_Summarizing: only the summarizing ones); here,
+ * as two flags, and the index insertion that honours them.
+ */
+static inline void
+es_simple_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot,
+					   Snapshot snapshot, bool *update_indexes,
+					   bool *only_summarizing)
+{
+#if PG_VERSION_NUM >= 160000
+	TU_UpdateIndexes u;
+
+	simple_table_tuple_update(rel, otid, slot, snapshot, &u);
+	*update_indexes = (u != TU_None);
+	*only_summarizing = (u == TU_Summarizing);
+#else
+	simple_table_tuple_update(rel, otid, slot, snapshot, update_indexes);
+	*only_summarizing = false;
+#endif
+}
+
+#if PG_VERSION_NUM >= 160000
+#define es_insert_index_tuples_upd(rri, slot, estate, only_summarizing) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL, (only_summarizing))
+#else
+#define es_insert_index_tuples_upd(rri, slot, estate, only_summarizing) \
 	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL)
 #endif
 

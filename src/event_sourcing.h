@@ -26,6 +26,14 @@
 /* Limits from the contract. */
 #define ES_MAX_NAME_BYTES	255
 
+/*
+ * System events (lifecycle.c): types starting with '$' are the extension's
+ * own; users can neither append them nor register upcasters for them.
+ */
+#define ES_TYPE_STREAM_DELETED	"$StreamDeleted"
+#define ES_TYPE_EVENT_REDACTED	"$EventRedacted"
+#define ES_IS_SYSTEM_TYPE(p)	(*(const char *) (p) == '$')
+
 /* Column numbers of es_events (1-based, as in the install script). */
 #define Anum_es_events_global_position	1
 #define Anum_es_events_stream_id		2
@@ -86,6 +94,8 @@ extern uint64 es_execute_as_owner(const char *sql, int nargs, Oid *types,
 extern void es_check_not_null(FunctionCallInfo fcinfo, int argno, const char *argname);
 extern void es_check_name(const char *what, int len);
 extern void es_check_stream_id(text *stream_id);
+extern void es_check_event_type(const char *what, text *type);
+extern void es_check_category(text *category);
 extern void es_check_object(Jsonb *jb, const char *what);
 extern const char *es_jsonb_kind(Jsonb *jb);
 extern const char *es_jsonb_value_kind(const JsonbValue *v);
@@ -252,14 +262,39 @@ typedef struct EsAppendState
 extern void es_store_open(EsAppendState *st);
 extern void es_store_close(EsAppendState *st);
 extern void es_store_lock_stream(text *stream_id);
+extern bool es_store_try_lock_stream(text *stream_id, bool dont_wait);
+extern int64 es_store_peek_head(EsAppendState *st, text *stream_id,
+								TimestampTz *last_recorded, bool *deleted);
 extern int64 es_store_read_head(EsAppendState *st, text *stream_id,
 								TimestampTz *last_recorded);
+extern int64 es_store_head(EsAppendState *st, text *stream_id,
+						   TimestampTz *last_recorded);
+extern bool es_is_tombstone(text *type);
+extern void es_stream_deleted_error(Relation rel, text *stream_id,
+									int64 tombstone_version,
+									TimestampTz deleted_at);
+extern void es_check_expected_range(int64 expected);
+extern void es_check_expected_version(Relation rel, text *stream_id,
+									  bool any_version, int64 expected,
+									  int64 current);
+extern int64 es_append_system(text *stream_id, const char *type, Jsonb *data);
 extern void es_store_fill(TupleTableSlot *slot, text *stream_id, int64 version,
 						  EsEventInput *ev, TimestampTz recorded_at,
 						  int32 schema_version, int64 position);
 extern void es_store_insert(EsAppendState *st, text *stream_id, int64 version,
 							EsEventInput *ev, TimestampTz recorded_at,
 							int32 schema_version, Oid seqoid);
+
+/* lifecycle.c: deleting, truncating, redacting, the erasure audit */
+extern void es_lifecycle_prepare(const char *fname);
+extern void es_erasure_record(const char *operation, text *stream_id,
+							  pg_uuid_t *event_id, const char *category,
+							  int64 from_version, int64 to_version,
+							  int64 event_count, struct ArrayType *paths,
+							  text *reason);
+extern int64 es_delete_versions(EsAppendState *st, text *stream_id, int64 from,
+								int64 to, TimestampTz before, int64 limit);
+extern void es_delete_snapshots(text *stream_id, int64 from, int64 to);
 
 /* append.c: is es_append firing the row triggers of its own inserts? */
 extern bool es_append_firing(void);
@@ -407,5 +442,8 @@ extern bool es_worker_reload_config(void);
 extern List *es_worker_listed_databases(void);
 extern bool es_worker_name_in_list(List *names, const char *dbname);
 extern void es_worker_init(void);
+
+/* retention.c: retention policies */
+extern int	es_retention_interval;
 
 #endif							/* EVENT_SOURCING_H */

@@ -7,7 +7,12 @@
  * es_events, enabled ALWAYS (so session_replication_role = replica does not
  * silence it), refuses every such statement, whoever runs it, even one that
  * would touch no row.  Roles without the table privilege get 42501 from the
- * privilege check before the trigger runs.
+ * privilege check before the trigger runs.  The erasure audit (es_erasures)
+ * is append-only by the same trigger.
+ *
+ * The extension's own maintenance (lifecycle.c, retention.c) deletes and
+ * updates rows in place, without a statement, so this trigger never sees
+ * it; nothing a session can set lets a statement through.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,6 +48,12 @@ es_refuse_change(PG_FUNCTION_ARGS)
 	else
 		op = "TRUNCATE";
 
+	if (strcmp(RelationGetRelationName(trigdata->tg_relation), "es_erasures") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the erasure audit is append-only: %s of \"%s\" is not allowed",
+						op, RelationGetRelationName(trigdata->tg_relation)),
+				 errdetail("Every deletion, truncation, redaction and retention pass stays on record.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("events are immutable: %s of \"%s\" is not allowed",

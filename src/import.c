@@ -385,7 +385,7 @@ import_row(ImportState *is, HeapTuple tuple, TupleDesc desc)
 	if (n[COL_EVENT_TYPE])
 		column_null("event_type");
 	ev.type = DatumGetTextPP(v[COL_EVENT_TYPE]);
-	es_check_name("event_type", VARSIZE_ANY_EXHDR(ev.type));
+	es_check_event_type("event_type", ev.type);
 	if (n[COL_DATA])
 		column_null("data");
 	ev.data = DatumGetJsonbP(v[COL_DATA]);

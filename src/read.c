@@ -439,7 +439,13 @@ es_stream_head(text *stream_id, const TimestampTz *as_of)
 			int64		mid = lo + (hi - lo + 1) / 2;
 			TimestampTz ts;
 
-			if (recorded_at_of(scan, keys, slot, mid, &ts) && ts <= *as_of)
+			/*
+			 * A missing version was removed (es_truncate_stream, retention,
+			 * es_delete_stream): they remove a prefix of the stream, recorded
+			 * no later than what stays, so count it as at or before as_of.
+			 * A fold to such a version then fails loudly (aggregate.c).
+			 */
+			if (!recorded_at_of(scan, keys, slot, mid, &ts) || ts <= *as_of)
 				lo = mid;
 			else
 				hi = mid - 1;

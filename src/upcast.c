@@ -607,7 +607,7 @@ es_define_upcaster(PG_FUNCTION_ARGS)
 	es_check_not_null(fcinfo, 1, "from_schema");
 	es_check_not_null(fcinfo, 2, "upcast");
 	event_type = PG_GETARG_TEXT_PP(0);
-	es_check_name("event_type", VARSIZE_ANY_EXHDR(event_type));
+	es_check_event_type("event_type", event_type);
 	type = text_to_cstring(event_type);
 	from_schema = PG_GETARG_INT32(1);
 	upcast = PG_GETARG_OID(2);
@@ -615,7 +615,7 @@ es_define_upcaster(PG_FUNCTION_ARGS)
 	{
 		text	   *to_type = PG_GETARG_TEXT_PP(3);
 
-		es_check_name("to_type", VARSIZE_ANY_EXHDR(to_type));
+		es_check_event_type("to_type", to_type);
 		if (strcmp(text_to_cstring(to_type), type) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -12,6 +12,8 @@
  */
 #include "postgres.h"
 
+#include "utils/builtins.h"
+
 #include "event_sourcing.h"
 
 /*
@@ -44,6 +46,42 @@ es_check_name(const char *what, int len)
 				 errmsg("%s is too long", what),
 				 errdetail("The %s is %d bytes long; the limit is %d bytes.",
 						   what, len, ES_MAX_NAME_BYTES)));
+}
+
+/*
+ * es_check_event_type
+ *		An event type given by a user: es_check_name, and not one of the
+ *		extension's own ("$StreamDeleted", "$EventRedacted"): every type that
+ *		starts with '$' is reserved, so no user event can pass for a
+ *		tombstone or a redaction notice.
+ */
+void
+es_check_event_type(const char *what, text *type)
+{
+	es_check_name(what, VARSIZE_ANY_EXHDR(type));
+	if (ES_IS_SYSTEM_TYPE(VARDATA_ANY(type)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s \"%s\" is reserved", what, text_to_cstring(type)),
+				 errdetail("Event types that start with \"$\" are the extension's own system events."),
+				 errhint("Choose a type that does not start with \"$\".")));
+}
+
+/*
+ * es_check_category
+ *		A category (es_define_aggregate, es_set_retention): a name without
+ *		'-', since a stream's category is the part of its id before the
+ *		first '-'.
+ */
+void
+es_check_category(text *category)
+{
+	es_check_name("category", VARSIZE_ANY_EXHDR(category));
+	if (memchr(VARDATA_ANY(category), '-', VARSIZE_ANY_EXHDR(category)) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a category cannot contain \"-\""),
+				 errdetail("The category of a stream is the part of its stream_id before the first \"-\".")));
 }
 
 /*

@@ -71,6 +71,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -153,6 +154,12 @@ es_worker_init(void)
 							"How long the launcher waits before starting a database worker again after it exited.",
 							NULL, &es_worker_restart_interval, 5000, 10, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("event_sourcing.retention_interval",
+							"How often the background worker applies the retention policies (es_apply_retention).",
+							"0 turns it off; es_apply_retention can still be called.",
+							&es_retention_interval, 60, 0, 7 * 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
@@ -465,6 +472,72 @@ run_alone(const char *run_sql, const char *name, int64 *applied)
 }
 
 /*
+ * retention_round
+ *		Apply the retention policies (es_apply_retention, ES_RETENTION_BATCH
+ *		events a transaction) when event_sourcing.retention_interval has
+ *		passed since the last pass that finished; an error is logged and
+ *		waits for the next interval.  Returns the milliseconds until the next
+ *		pass is due (0: a batch was full, go again), -1 when turned off.
+ */
+#define ES_RETENTION_BATCH 10000
+static long
+retention_round(void)
+{
+	static TimestampTz next_due = 0;
+	MemoryContext cxt = CurrentMemoryContext;
+	TimestampTz now = GetCurrentTimestamp();
+	int64		deleted = 0;
+
+	if (es_retention_interval <= 0)
+		return -1;
+	if (now < next_due)
+		return TimestampDifferenceMilliseconds(now, next_due);
+
+	next_due = TimestampTzPlusMilliseconds(now, (int64) es_retention_interval * 1000);
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (extension_ready() &&
+			OidIsValid(get_relname_relid("es_retention_policies", es_catalog()->namespace)))
+		{
+			Datum		args[1] = {Int32GetDatum(ES_RETENTION_BATCH)};
+			Oid			argtypes[1] = {INT4OID};
+			bool		isnull;
+
+			pgstat_report_activity(STATE_RUNNING, "event_sourcing: applying retention policies");
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			if (SPI_execute_with_args(psprintf("SELECT %s($1)", es_qualified_name("es_apply_retention")),
+									  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "applying the retention policies failed");
+			deleted = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 1, &isnull));
+			SPI_finish();
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_stat(false);
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		emit_error();
+		return es_retention_interval * 1000L;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	if (deleted >= ES_RETENTION_BATCH)
+	{
+		next_due = 0;
+		return 0;
+	}
+	return es_retention_interval * 1000L;
+}
+
+/*
  * due_sooner
  *		Lower *due_ms (-1: nothing due) to ms.
  */
@@ -703,6 +776,7 @@ es_worker_main(Datum main_arg)
 		EsRound		round;
 		uint64		seen = 0;
 		long		sleep_ms;
+		long		retention_ms;
 
 		CHECK_FOR_INTERRUPTS();
 		(void) worker_reload();
@@ -722,6 +796,12 @@ es_worker_main(Datum main_arg)
 		if (worker_wake != NULL)
 			es_worker_wake_set_interest(worker_wake, round.has_async || round.failed);
 
+		/* the retention policies, when a pass is due (whatever the round did) */
+		MemoryContextSwitchTo(round_cxt);
+		retention_ms = retention_round();
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(round_cxt);
+
 		if (round.failed)
 		{
 			/* logged once: the next round after the retry interval, commits or not */
@@ -730,7 +810,7 @@ es_worker_main(Datum main_arg)
 		}
 
 		/* there may be more, or a commit came during the round: go again */
-		if (round.applied > 0 ||
+		if (round.applied > 0 || retention_ms == 0 ||
 			(worker_wake != NULL && es_worker_wakes(worker_wake) != seen))
 			continue;
 
@@ -740,6 +820,8 @@ es_worker_main(Datum main_arg)
 			sleep_ms = ES_WORKER_REMOTE_POLL_MS;
 		if (round.retry_due_ms >= 0 && round.retry_due_ms < sleep_ms)
 			sleep_ms = round.retry_due_ms;
+		if (retention_ms > 0 && retention_ms < sleep_ms)
+			sleep_ms = retention_ms;
 		worker_sleep(sleep_ms, seen, true);
 	}
 }
