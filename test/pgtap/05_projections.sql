@@ -9,8 +9,8 @@ SELECT plan(126);
 CREATE EXTENSION event_sourcing;
 CREATE ROLE regress_app NOLOGIN;
 
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'event_sourcing'), '1.4',
-          'CREATE EXTENSION installs version 1.4');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'event_sourcing'), '1.5',
+          'CREATE EXTENSION installs version 1.5');
 
 -- ---------------------------------------------------------------------------
 -- es_projection_defs: columns in order, types, NOT NULL, defaults, keys

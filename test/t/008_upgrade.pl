@@ -2,7 +2,7 @@
 #
 # 008_upgrade.pl
 #	  ALTER EXTENSION event_sourcing UPDATE from 1.0 (through 1.1 and 1.2)
-#	  to 1.4 gives the same extension as CREATE EXTENSION at 1.4, keeps the 1.0
+#	  to 1.5 gives the same extension as CREATE EXTENSION at 1.5, keeps the 1.0
 #	  data, and leaves projections working; the library serves a 1.0
 #	  schema until then.
 #
@@ -248,15 +248,15 @@ is( $node->safe_psql(
 is( $node->safe_psql(
 		'old', q{SELECT string_agg(version, ',' ORDER BY version) FROM pg_available_extension_versions
 		         WHERE name = 'event_sourcing'}),
-	'1.0,1.1,1.2,1.3,1.4', 'versions 1.0 to 1.4 are available');
+	'1.0,1.1,1.2,1.3,1.4,1.5', 'versions 1.0 to 1.5 are available');
 is( $node->safe_psql(
 		'old', q{SELECT default_version || '/' || installed_version FROM pg_available_extensions
 		         WHERE name = 'event_sourcing'}),
-	'1.4/1.0', 'default version 1.4, 1.0 installed in old');
+	'1.5/1.0', 'default version 1.5, 1.0 installed in old');
 is( $node->safe_psql(
 		'old', q{SELECT coalesce(path, 'none') FROM pg_extension_update_paths('event_sourcing')
-		         WHERE source = '1.0' AND target = '1.4'}),
-	'1.0--1.1--1.2--1.3--1.4', 'pg_extension_update_paths lists 1.0 -> 1.1 -> 1.2 -> 1.3 -> 1.4');
+		         WHERE source = '1.0' AND target = '1.5'}),
+	'1.0--1.1--1.2--1.3--1.4--1.5', 'pg_extension_update_paths lists 1.0 -> 1.1 -> 1.2 -> 1.3 -> 1.4 -> 1.5');
 
 # A session that used the library at 1.0 and stays open across the update.
 my $early = $node->background_psql('old');
@@ -279,8 +279,8 @@ SELECT es.es_define_projection('deposits', 'app.deposits_apply(es.es_events)',
 SELECT es.es_append('account-2', 2, 'MoneyDeposited', '{"amount": 1}');
 SELECT string_agg(global_position || ':' || amount, ',') FROM app.deposits;
 }),
-	"2\n1.4\n\n3\n11:1",
-	'ALTER EXTENSION UPDATE (1.0 -> 1.4); in the same session an inline projection is dispatched');
+	"2\n1.5\n\n3\n11:1",
+	'ALTER EXTENSION UPDATE (1.0 -> 1.5); in the same session an inline projection is dispatched');
 
 # 1.0 definitions get the owner of their function and PostgreSQL's default
 # search_path; their callbacks run as that owner from now on
@@ -301,7 +301,7 @@ CREATE EXTENSION event_sourcing SCHEMA es;
 });
 is( $node->safe_psql(
 		'fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'event_sourcing'}),
-	'1.4', 'fresh: CREATE EXTENSION installs 1.4');
+	'1.5', 'fresh: CREATE EXTENSION installs 1.5');
 
 #
 # The extension's objects, compared.
