@@ -15,6 +15,7 @@ CREATE TABLE @extschema@.es_erasures (
     erasure_id      bigint NOT NULL DEFAULT pg_catalog.nextval('@extschema@.es_erasures_erasure_id_seq'::pg_catalog.regclass),
     erased_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     role            name NOT NULL,
+    session_role    name NOT NULL,
     operation       text NOT NULL,
     stream_id       text COLLATE "C",
     event_id        uuid,

@@ -24,6 +24,16 @@ $$;
 SELECT es_define_projection('lc_system', 'lc.record(es_events)',
                             ARRAY['$StreamDeleted', '$EventRedacted']);
 
+-- an inline projection counting every event per stream, to be rebuilt
+CREATE TABLE lc.counts (stream_id text PRIMARY KEY, n int);
+CREATE FUNCTION lc.count(e es_events) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO lc.counts VALUES (e.stream_id, 1)
+    ON CONFLICT (stream_id) DO UPDATE SET n = lc.counts.n + 1
+$$;
+CREATE FUNCTION lc.count_reset() RETURNS void LANGUAGE sql AS $$ DELETE FROM lc.counts $$;
+SELECT es_define_projection('lc_counts', 'lc.count(es_events)', reset => 'lc.count_reset()');
+
 --
 -- Reserved types: nobody appends, imports or upcasts a '$' type.
 --
@@ -71,12 +81,21 @@ SELECT lc.err($$SELECT es_append('lcord-1', 0, 'Placed', '{"n": 1}', '{}', '0000
 SELECT lc.err($$SELECT es_delete_stream('lcord-1')$$);
 SELECT lc.err($$SELECT es_truncate_stream('lcord-1', 2)$$);
 SELECT lc.err($$SELECT es_redact_event(event_id) FROM es_load('lcord-1')$$);
+CREATE TABLE lc.more AS
+    SELECT 'lcord-1'::text AS stream_id, 5::bigint AS stream_version, 'Placed'::text AS event_type,
+           '{}'::jsonb AS data;
+SELECT lc.err($$SELECT es_import('lc.more')$$);
 -- the removed id is free again, elsewhere
 SELECT es_append('lcord-2', 0, 'Placed', '{}', '{}', '00000000-0000-7000-8000-00000000c001');
 -- a stream that never existed: its tombstone is version 1
 SELECT lc.err($$SELECT es_delete_stream('lcord-3', -1)$$);
 SELECT es_delete_stream('lcord-3', 0);
 SELECT stream_version, event_type, data FROM es_load('lcord-3');
+-- a rebuild replays the log without the removed events
+SELECT * FROM lc.counts WHERE stream_id LIKE 'lcord-%' ORDER BY 1;
+SELECT es_projection_rebuild('lc_counts') > 0 AS rebuilt;
+SELECT * FROM lc.counts WHERE stream_id LIKE 'lcord-%' ORDER BY 1;
+SELECT es_drop_projection('lc_counts');
 -- the immutability of es_events is untouched
 SELECT lc.err($$DELETE FROM es_events WHERE stream_id = 'lcord-2'$$);
 SELECT lc.err($$UPDATE es_events SET data = '{}' WHERE stream_id = 'lcord-2'$$);
@@ -266,7 +285,7 @@ RESET ROLE;
 SET ROLE regress_es_dpo;
 SELECT es_delete_stream('lcpriv-1', 1, 'by the DPO');
 SELECT es_set_retention('lcdpo', '1 year');
-SELECT operation, role, stream_id, reason FROM es_erasures ORDER BY erasure_id DESC LIMIT 1;
+SELECT operation, role, session_role = session_user AS by_session, stream_id, reason FROM es_erasures ORDER BY erasure_id DESC LIMIT 1;
 RESET ROLE;
 -- a policy set by another role is that role's
 GRANT EXECUTE ON FUNCTION es_set_retention(text, interval, bigint) TO regress_es_app;

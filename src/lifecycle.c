@@ -71,21 +71,24 @@ es_lifecycle_prepare(const char *fname)
  *		Add one row to the erasure audit, as the extension owner (the table
  *		refuses UPDATE and DELETE; nobody but the owner may INSERT).  NULL
  *		pointers and negative numbers are stored as NULL.  The role is the
- *		current user of the caller, captured before becoming the owner.
+ *		current user of the caller, captured before becoming the owner (a
+ *		SECURITY DEFINER wrapper's owner, when called through one); the
+ *		session role is who logged in (or SET SESSION AUTHORIZATION).
  */
 void
 es_erasure_record(const char *operation, text *stream_id, pg_uuid_t *event_id,
 				  const char *category, int64 from_version, int64 to_version,
 				  int64 event_count, ArrayType *paths, text *reason)
 {
-	Oid			types[10] = {TEXTOID, NAMEOID, TEXTOID, UUIDOID, TEXTOID,
-	INT8OID, INT8OID, INT8OID, TEXTARRAYOID, TEXTOID};
-	Datum		values[10];
-	char		nulls[10];
+	Oid			types[11] = {TEXTOID, NAMEOID, TEXTOID, UUIDOID, TEXTOID,
+	INT8OID, INT8OID, INT8OID, TEXTARRAYOID, TEXTOID, NAMEOID};
+	Datum		values[11];
+	char		nulls[11];
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(operation);
 	values[1] = CStringGetDatum(GetUserNameFromId(GetUserId(), false));
+	values[10] = CStringGetDatum(GetUserNameFromId(GetSessionUserId(), false));
 	values[2] = PointerGetDatum(stream_id);
 	nulls[2] = stream_id ? ' ' : 'n';
 	values[3] = UUIDPGetDatum(event_id);
@@ -103,10 +106,10 @@ es_erasure_record(const char *operation, text *stream_id, pg_uuid_t *event_id,
 	nulls[9] = reason ? ' ' : 'n';
 
 	(void) es_execute_as_owner(psprintf("INSERT INTO %s (operation, role, stream_id, event_id, "
-										"category, from_version, to_version, event_count, paths, reason) "
-										"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+										"category, from_version, to_version, event_count, paths, reason, session_role) "
+										"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
 										es_qualified_name("es_erasures")),
-							   10, types, values, nulls, SPI_OK_INSERT);
+							   11, types, values, nulls, SPI_OK_INSERT);
 }
 
 /*
