@@ -140,6 +140,14 @@ my @TEXTARR = (
 	'(SELECT array_agg(\'T\' || g) FROM generate_series(1, 2000) g)',
 	'ARRAY[repeat(\'T\', 300)]',
 );
+my @INTERVAL = (
+	'NULL', q('1 day'), q('-1 day'), q('0'), q('1 microsecond'),
+	q('178000000 years'), q('1 mon -30 days'),
+);
+my @PATHS = (
+	@TEXTARR, q('{a.b,metadata.x}'), q('{data,metadata}'), q('{..}'), q('{metadata.}'),
+	q('{data.0.1}'), q('{"a.b.c.d.e.f.g.h"}'),
+);
 my @MODE = ('NULL', q('inline'), q('async'), q('INLINE'), q(''), q('sync'), q(' async'));
 my @REGPROC_EVOLVE = (
 	'NULL', q('fz_evolve_ok(jsonb, es_events)'), q('fz_w_one(jsonb)'),
@@ -237,6 +245,20 @@ my %API = (
 	},
 	es_projection_rebuild => sub { "SELECT es_projection_rebuild(" . pick(@TEXT, q('fzp')) . ")" },
 	es_projection_skip => sub { "SELECT es_projection_skip(" . pick(@TEXT, q('fzp')) . ")" },
+	es_delete_stream => sub {
+		"SELECT es_delete_stream(" . join(', ', pick(@TEXT), pick(@BIGINT), pick(@TEXT)) . ")";
+	},
+	es_truncate_stream => sub {
+		"SELECT es_truncate_stream(" . join(', ', pick(@TEXT), pick(@BIGINT), pick(@TEXT)) . ")";
+	},
+	es_redact_event => sub {
+		"SELECT es_redact_event(" . join(', ', pick(@UUID, '(SELECT event_id FROM es_events ORDER BY global_position LIMIT 1)'),
+			pick(@PATHS), pick(@TEXT)) . ")";
+	},
+	es_set_retention => sub {
+		"SELECT es_set_retention(" . join(', ', pick(@TEXT), pick(@INTERVAL), pick(@BIGINT)) . ")";
+	},
+	es_apply_retention => sub { "SELECT es_apply_retention(" . pick(@INT) . ")" },
 );
 
 # --------------------------------------------------------------------------
