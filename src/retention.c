@@ -57,18 +57,17 @@ typedef struct RetentionTarget
 
 /*
  * query_as_owner
- *		Run one internal query as the extension owner and return its rows as
- *		RetentionTargets (column 1 stream_id, column 2 a version) allocated in
- *		the caller's memory context; *last gets column 3 of the last row
- *		when asked for (the keyset to continue after).
+ *		Run one internal query as the extension owner and hand each row to
+ *		'row', called in the caller's memory context (so what it keeps
+ *		outlives the query); 'last' says whether the row is the last one.
  */
-static List *
+static void
 query_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
-			   Datum *last)
+			   void (*row) (HeapTuple tup, TupleDesc desc, bool last, void *arg),
+			   void *arg)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	EsSavedUser saved;
-	List	   *result = NIL;
 
 	es_become_owner(&saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -77,27 +76,44 @@ query_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
 		elog(ERROR, "internal query failed: %s", sql);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
 		MemoryContext old = MemoryContextSwitchTo(caller);
-		RetentionTarget *t = palloc(sizeof(RetentionTarget));
 
-		t->stream_id = DatumGetTextPCopy(SPI_getbinval(tup, desc, 1, &isnull));
-		t->upto = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		if (last != NULL && i == SPI_processed - 1)
-		{
-			Datum		d = SPI_getbinval(tup, desc, 3, &isnull);
-
-			*last = TupleDescAttr(desc, 2)->atttypid == TEXTOID ?
-				PointerGetDatum(DatumGetTextPCopy(d)) : d;
-		}
-		result = lappend(result, t);
+		row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, i == SPI_processed - 1, arg);
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
 	es_restore_user(&saved);
-	return result;
+}
+
+/* What target_row collects: the targets, and where the keyset goes. */
+typedef struct TargetRows
+{
+	List	   *targets;
+	Datum	   *keyset;
+} TargetRows;
+
+/*
+ * target_row
+ *		A row of a candidate query (stream_id, the version to trim up to,
+ *		the keyset) as a RetentionTarget; the last row's keyset is kept.
+ */
+static void
+target_row(HeapTuple tup, TupleDesc desc, bool last, void *arg)
+{
+	TargetRows *rows = arg;
+	RetentionTarget *t = palloc(sizeof(RetentionTarget));
+	bool		isnull;
+
+	t->stream_id = DatumGetTextPCopy(SPI_getbinval(tup, desc, 1, &isnull));
+	t->upto = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+	rows->targets = lappend(rows->targets, t);
+	if (last)
+	{
+		Datum		d = SPI_getbinval(tup, desc, 3, &isnull);
+
+		*rows->keyset = TupleDescAttr(desc, 2)->atttypid == TEXTOID ?
+			PointerGetDatum(DatumGetTextPCopy(d)) : d;
+	}
 }
 
 /*
@@ -139,41 +155,31 @@ trim_stream(EsAppendState *st, RetentionTarget *t, TimestampTz cutoff, int64 bud
 }
 
 /*
- * apply_max_age
- *		Delete the category's events recorded before 'cutoff', in global
- *		order, at most 'budget'.  Candidates come in keyset-paged batches
- *		through the category index, heads excluded, so streams that cannot
- *		give anything now (locked, no snapshot) do not stop the pass.
+ * trim_in_batches
+ *		Run a candidate query (rows: stream_id, the version to trim up to,
+ *		the keyset to continue after) again and again, trimming each stream
+ *		it names, until it finds nothing or 'budget' events went.  Argument
+ *		keyset_arg of the query is the keyset, set from the last row of the
+ *		previous batch; limit_arg (-1: none) the batch size.  Streams that
+ *		cannot give anything now (locked, no snapshot) do not stop the pass.
  */
 static int64
-apply_max_age(EsAppendState *st, text *category, TimestampTz cutoff, int64 budget)
+trim_in_batches(EsAppendState *st, const char *sql, int nargs, Oid *types,
+				Datum *values, int keyset_arg, int limit_arg,
+				TimestampTz cutoff, int64 budget)
 {
-	char	   *sql;
 	int64		done = 0;
-	Datum		after = Int64GetDatum(0);
 
-	sql = psprintf("WITH c AS (SELECT e.stream_id, e.stream_version, e.global_position FROM %s e "
-				   "WHERE pg_catalog.split_part(e.stream_id, '-'::text, 1) OPERATOR(pg_catalog.=) $1 "
-				   "AND e.global_position OPERATOR(pg_catalog.>) $2 "
-				   "AND e.recorded_at OPERATOR(pg_catalog.<) $3 "
-				   "AND e.stream_version OPERATOR(pg_catalog.<) (SELECT pg_catalog.max(h.stream_version) FROM %s h "
-				   "WHERE h.stream_id OPERATOR(pg_catalog.=) e.stream_id) "
-				   "ORDER BY e.global_position LIMIT $4) "
-				   "SELECT stream_id, pg_catalog.max(stream_version), "
-				   "(SELECT pg_catalog.max(global_position) FROM c) FROM c GROUP BY stream_id",
-				   es_qualified_name("es_events"), es_qualified_name("es_events"));
 	while (done < budget)
 	{
-		Oid			types[4] = {TEXTOID, INT8OID, TIMESTAMPTZOID, INT8OID};
-		Datum		values[4];
 		List	   *targets;
 		ListCell   *lc;
+		TargetRows	rows = {NIL, &values[keyset_arg]};
 
-		values[0] = PointerGetDatum(category);
-		values[1] = after;
-		values[2] = TimestampTzGetDatum(cutoff);
-		values[3] = Int64GetDatum(Min(budget - done, 1000));
-		targets = query_as_owner(sql, 4, types, values, &after);
+		if (limit_arg >= 0)
+			values[limit_arg] = Int64GetDatum(Min(budget - done, 1000));
+		query_as_owner(sql, nargs, types, values, target_row, &rows);
+		targets = rows.targets;
 		if (targets == NIL)
 			break;
 		foreach(lc, targets)
@@ -189,6 +195,35 @@ apply_max_age(EsAppendState *st, text *category, TimestampTz cutoff, int64 budge
 }
 
 /*
+ * apply_max_age
+ *		Delete the category's events recorded before 'cutoff', oldest
+ *		first, at most 'budget': candidates through the category index in
+ *		global order, keyset-paged by position, heads excluded.
+ */
+static int64
+apply_max_age(EsAppendState *st, text *category, TimestampTz cutoff, int64 budget)
+{
+	Oid			types[4] = {TEXTOID, INT8OID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[4];
+
+	values[0] = PointerGetDatum(category);
+	values[1] = Int64GetDatum(0);
+	values[2] = TimestampTzGetDatum(cutoff);
+	return trim_in_batches(st,
+						   psprintf("WITH c AS (SELECT e.stream_id, e.stream_version, e.global_position FROM %s e "
+									"WHERE pg_catalog.split_part(e.stream_id, '-'::text, 1) OPERATOR(pg_catalog.=) $1 "
+									"AND e.global_position OPERATOR(pg_catalog.>) $2 "
+									"AND e.recorded_at OPERATOR(pg_catalog.<) $3 "
+									"AND e.stream_version OPERATOR(pg_catalog.<) (SELECT pg_catalog.max(h.stream_version) FROM %s h "
+									"WHERE h.stream_id OPERATOR(pg_catalog.=) e.stream_id) "
+									"ORDER BY e.global_position LIMIT $4) "
+									"SELECT stream_id, pg_catalog.max(stream_version), "
+									"(SELECT pg_catalog.max(global_position) FROM c) FROM c GROUP BY stream_id",
+									es_qualified_name("es_events"), es_qualified_name("es_events")),
+						   4, types, values, 1, 3, cutoff, budget);
+}
+
+/*
  * apply_max_count
  *		Delete, in each stream of the category with more than max_count
  *		events, all but the newest max_count; at most 'budget'.  Streams come
@@ -197,39 +232,53 @@ apply_max_age(EsAppendState *st, text *category, TimestampTz cutoff, int64 budge
 static int64
 apply_max_count(EsAppendState *st, text *category, int64 max_count, int64 budget)
 {
-	char	   *sql;
-	int64		done = 0;
-	Datum		after = PointerGetDatum(cstring_to_text(""));
+	Oid			types[3] = {TEXTOID, INT8OID, TEXTOID};
+	Datum		values[3];
 
-	sql = psprintf("SELECT stream_id, pg_catalog.max(stream_version) OPERATOR(pg_catalog.-) $2, stream_id "
-				   "FROM %s WHERE pg_catalog.split_part(stream_id, '-'::text, 1) OPERATOR(pg_catalog.=) $1 "
-				   "AND stream_id OPERATOR(pg_catalog.>) $3 "
-				   "GROUP BY stream_id HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) $2 "
-				   "ORDER BY stream_id LIMIT 1000",
-				   es_qualified_name("es_events"));
-	while (done < budget)
-	{
-		Oid			types[3] = {TEXTOID, INT8OID, TEXTOID};
-		Datum		values[3];
-		List	   *targets;
-		ListCell   *lc;
+	values[0] = PointerGetDatum(category);
+	values[1] = Int64GetDatum(max_count);
+	values[2] = PointerGetDatum(cstring_to_text(""));
+	return trim_in_batches(st,
+						   psprintf("SELECT stream_id, pg_catalog.max(stream_version) OPERATOR(pg_catalog.-) $2, stream_id "
+									"FROM %s WHERE pg_catalog.split_part(stream_id, '-'::text, 1) OPERATOR(pg_catalog.=) $1 "
+									"AND stream_id OPERATOR(pg_catalog.>) $3 "
+									"GROUP BY stream_id HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) $2 "
+									"ORDER BY stream_id LIMIT 1000",
+									es_qualified_name("es_events")),
+						   3, types, values, 2, -1, DT_NOEND, budget);
+}
 
-		values[0] = PointerGetDatum(category);
-		values[1] = Int64GetDatum(max_count);
-		values[2] = after;
-		targets = query_as_owner(sql, 3, types, values, &after);
-		if (targets == NIL)
-			break;
-		foreach(lc, targets)
-		{
-			CHECK_FOR_INTERRUPTS();
-			done += trim_stream(st, lfirst(lc), DT_NOEND, budget - done);
-			if (done >= budget)
-				break;
-		}
-		list_free_deep(targets);
-	}
-	return done;
+/* A retention policy, as es_apply_retention reads it. */
+typedef struct Policy
+{
+	text	   *category;
+	bool		age_null;
+	Datum		max_age;
+	TimestampTz cutoff;			/* now() - max_age */
+	bool		count_null;
+	int64		max_count;
+} Policy;
+
+/*
+ * policy_row
+ *		A row of es_retention_policies (category, max_age, max_count,
+ *		cutoff) as a Policy, appended to the List *arg.
+ */
+static void
+policy_row(HeapTuple tup, TupleDesc desc, bool last, void *arg)
+{
+	List	  **policies = arg;
+	Policy	   *p = palloc0(sizeof(Policy));
+	bool		isnull;
+
+	p->category = DatumGetTextPCopy(SPI_getbinval(tup, desc, 1, &isnull));
+	p->max_age = SPI_getbinval(tup, desc, 2, &p->age_null);
+	if (!p->age_null)
+		p->max_age = datumCopy(p->max_age, false, sizeof(Interval));
+	p->max_count = DatumGetInt64(SPI_getbinval(tup, desc, 3, &p->count_null));
+	p->cutoff = p->age_null ? DT_NOBEGIN :
+		DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+	*policies = lappend(*policies, p);
 }
 
 /*
@@ -267,19 +316,8 @@ es_apply_retention(PG_FUNCTION_ARGS)
 	int64		total = 0;
 	EsAppendState st;
 	const EsCatalog *cat;
-	EsSavedUser saved;
-	MemoryContext caller = CurrentMemoryContext;
 	List	   *policies = NIL;
 	ListCell   *lc;
-	typedef struct Policy
-	{
-		text	   *category;
-		bool		age_null;
-		Datum		max_age;
-		TimestampTz cutoff;
-		bool		count_null;
-		int64		max_count;
-	}			Policy;
 
 	es_check_not_null(fcinfo, 0, "max_events");
 	max_events = PG_GETARG_INT32(0);
@@ -291,34 +329,10 @@ es_apply_retention(PG_FUNCTION_ARGS)
 	es_lifecycle_prepare("es_apply_retention()");
 
 	/* the policies, read once */
-	es_become_owner(&saved);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute(psprintf("SELECT category, max_age, max_count, "
-							 "pg_catalog.now() OPERATOR(pg_catalog.-) max_age FROM %s ORDER BY category",
-							 es_qualified_name("es_retention_policies")),
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "reading the retention policies failed");
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		MemoryContext old = MemoryContextSwitchTo(caller);
-		Policy	   *p = palloc0(sizeof(Policy));
-
-		p->category = DatumGetTextPCopy(SPI_getbinval(tup, desc, 1, &isnull));
-		p->max_age = SPI_getbinval(tup, desc, 2, &p->age_null);
-		if (!p->age_null)
-			p->max_age = datumCopy(p->max_age, false, 16);
-		p->max_count = DatumGetInt64(SPI_getbinval(tup, desc, 3, &p->count_null));
-		p->cutoff = p->age_null ? DT_NOBEGIN :
-			DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
-		policies = lappend(policies, p);
-		MemoryContextSwitchTo(old);
-	}
-	SPI_finish();
-	es_restore_user(&saved);
+	query_as_owner(psprintf("SELECT category, max_age, max_count, "
+							"pg_catalog.now() OPERATOR(pg_catalog.-) max_age FROM %s ORDER BY category",
+							es_qualified_name("es_retention_policies")),
+				   0, NULL, NULL, policy_row, &policies);
 
 	/* es_events and its stream index, for deleting (no executor needed) */
 	cat = es_catalog();

@@ -426,35 +426,41 @@ list_async(List **names, List **waiting_ms, char **run_sql)
 }
 
 /*
- * run_alone
- *		Run one async projection (run_sql: es_projection_run($1, $2)) in a
- *		transaction of its own; adds what it applied to *applied.  Returns
- *		false, the error logged, when that raises an error.
+ * run_counted
+ *		Run one statement that returns a bigint in a transaction of its own,
+ *		shown as 'activity' in pg_stat_activity.  make_sql builds the
+ *		statement inside the transaction (catalog lookups need one) and
+ *		returns NULL when there is nothing to run here (*result is then 0).
+ *		Returns false, the error logged, when the statement raises one.
  */
 static bool
-run_alone(const char *run_sql, const char *name, int64 *applied)
+run_counted(const char *(*make_sql) (const void *arg), const void *arg,
+			int nargs, Oid *argtypes, Datum *args, const char *activity,
+			int64 *result)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
+	*result = 0;
 	PG_TRY();
 	{
-		Datum		args[2];
-		Oid			argtypes[2] = {TEXTOID, INT4OID};
+		const char *sql;
 		bool		isnull;
 
-		args[0] = CStringGetTextDatum(name);
-		args[1] = Int32GetDatum(worker_max_events);
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "event_sourcing: running one async projection");
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute_with_args(run_sql, 2, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
-			elog(ERROR, "running async projection \"%s\" failed", name);
-		*applied += DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-												SPI_tuptable->tupdesc, 1, &isnull));
-		SPI_finish();
+		sql = make_sql(arg);
+		if (sql != NULL)
+		{
+			pgstat_report_activity(STATE_RUNNING, activity);
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			if (SPI_execute_with_args(sql, nargs, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "%s failed", activity);
+			*result = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												  SPI_tuptable->tupdesc, 1, &isnull));
+			SPI_finish();
+		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		pgstat_report_stat(false);
@@ -472,21 +478,68 @@ run_alone(const char *run_sql, const char *name, int64 *applied)
 }
 
 /*
+ * given_sql
+ *		make_sql for run_counted: the statement given.
+ */
+static const char *
+given_sql(const void *arg)
+{
+	return (const char *) arg;
+}
+
+/*
+ * run_alone
+ *		Run one async projection (run_sql: es_projection_run($1, $2)) in a
+ *		transaction of its own; adds what it applied to *applied.  Returns
+ *		false, the error logged, when that raises an error.
+ */
+static bool
+run_alone(const char *run_sql, const char *name, int64 *applied)
+{
+	Datum		args[2];
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	int64		n;
+
+	args[0] = CStringGetTextDatum(name);
+	args[1] = Int32GetDatum(worker_max_events);
+	if (!run_counted(given_sql, run_sql, 2, argtypes, args,
+					 "event_sourcing: running one async projection", &n))
+		return false;
+	*applied += n;
+	return true;
+}
+
+/*
+ * retention_sql
+ *		make_sql for run_counted: es_apply_retention($1) in this database,
+ *		or NULL when its extension has no retention policies (before 1.5).
+ */
+static const char *
+retention_sql(const void *arg)
+{
+	if (!extension_ready() ||
+		!OidIsValid(get_relname_relid("es_retention_policies", es_catalog()->namespace)))
+		return NULL;
+	return psprintf("SELECT %s($1)", es_qualified_name("es_apply_retention"));
+}
+
+/*
  * retention_round
  *		Apply the retention policies (es_apply_retention, ES_RETENTION_BATCH
  *		events a transaction) when event_sourcing.retention_interval has
- *		passed since the last pass that finished; an error is logged and
- *		waits for the next interval.  Returns the milliseconds until the next
- *		pass is due (0: a batch was full, go again), -1 when turned off.
+ *		passed since the last pass began; an error is logged and waits for
+ *		the next interval.  Returns the milliseconds until the next pass is
+ *		due (0: a batch was full, go again), -1 when turned off.
  */
 #define ES_RETENTION_BATCH 10000
 static long
 retention_round(void)
 {
 	static TimestampTz next_due = 0;
-	MemoryContext cxt = CurrentMemoryContext;
 	TimestampTz now = GetCurrentTimestamp();
-	int64		deleted = 0;
+	Datum		args[1];
+	Oid			argtypes[1] = {INT4OID};
+	int64		deleted;
 
 	if (es_retention_interval <= 0)
 		return -1;
@@ -494,42 +547,10 @@ retention_round(void)
 		return TimestampDifferenceMilliseconds(now, next_due);
 
 	next_due = TimestampTzPlusMilliseconds(now, (int64) es_retention_interval * 1000);
-	PG_TRY();
-	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		if (extension_ready() &&
-			OidIsValid(get_relname_relid("es_retention_policies", es_catalog()->namespace)))
-		{
-			Datum		args[1] = {Int32GetDatum(ES_RETENTION_BATCH)};
-			Oid			argtypes[1] = {INT4OID};
-			bool		isnull;
-
-			pgstat_report_activity(STATE_RUNNING, "event_sourcing: applying retention policies");
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "SPI_connect failed");
-			if (SPI_execute_with_args(psprintf("SELECT %s($1)", es_qualified_name("es_apply_retention")),
-									  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT)
-				elog(ERROR, "applying the retention policies failed");
-			deleted = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-												  SPI_tuptable->tupdesc, 1, &isnull));
-			SPI_finish();
-		}
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		pgstat_report_stat(false);
-		pgstat_report_activity(STATE_IDLE, NULL);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		emit_error();
-		return es_retention_interval * 1000L;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	if (deleted >= ES_RETENTION_BATCH)
+	args[0] = Int32GetDatum(ES_RETENTION_BATCH);
+	if (run_counted(retention_sql, NULL, 1, argtypes, args,
+					"event_sourcing: applying retention policies", &deleted) &&
+		deleted >= ES_RETENTION_BATCH)
 	{
 		next_due = 0;
 		return 0;
