@@ -6,7 +6,8 @@
 --
 --   account_balances  inline: updated inside the transaction that appends,
 --                     so it is never behind: balance, number of
---                     transactions, status and last activity per account
+--                     transactions, status and last activity per account;
+--                     a deleted account's row goes, a redacted owner too
 --   daily_totals      async: money in and out per day, applied from its
 --                     checkpoint by es_projection_run or the background
 --                     worker, in the same transaction as the checkpoint
@@ -48,6 +49,13 @@ BEGIN
         UPDATE account_balances
            SET status = 'closed', last_activity = event.recorded_at
          WHERE account_id = event.stream_id;
+    -- the extension's system events (doc/lifecycle.md): forget too
+    WHEN '$StreamDeleted' THEN
+        DELETE FROM account_balances WHERE account_id = event.stream_id;
+    WHEN '$EventRedacted' THEN
+        UPDATE account_balances SET owner = NULL
+         WHERE account_id = event.stream_id
+           AND (jsonb_typeof(event.data->'paths') = 'null' OR event.data->'paths' ? 'owner');
     END CASE;
 END
 $$;
@@ -57,7 +65,8 @@ LANGUAGE sql AS $$ TRUNCATE account_balances $$;
 
 SELECT es_define_projection('account_balances', 'account_balances_apply(es_events)',
                             event_types => ARRAY['AccountOpened', 'MoneyDeposited',
-                                                 'MoneyWithdrawn', 'AccountClosed'],
+                                                 'MoneyWithdrawn', 'AccountClosed',
+                                                 '$StreamDeleted', '$EventRedacted'],
                             mode => 'inline',
                             reset => 'account_balances_reset()');
 

@@ -147,3 +147,30 @@ SELECT (SELECT count(*) FROM ((TABLE account_balances EXCEPT TABLE balances_befo
 -- Part 4: an event type that changed shape twice (examples/upcasting.sql)
 ------------------------------------------------------------------------
 \i examples/upcasting.sql
+
+------------------------------------------------------------------------
+-- Part 5: forgetting a customer (doc/lifecycle.md)
+------------------------------------------------------------------------
+-- Bob asks to be forgotten. Deleting his account's stream removes its
+-- events and snapshots and leaves a tombstone, which the inline read model
+-- receives in the same transaction: his row goes too.
+SELECT es_delete_stream('account-7', reason => 'erasure request #1017');
+SELECT stream_version, event_type, data FROM es_load('account-7');
+SELECT account_id, owner, balance FROM account_balances ORDER BY account_id;
+
+-- Nothing more goes into a deleted stream, and it folds no more.
+\set ON_ERROR_STOP off
+SELECT es_append('account-7', NULL, 'MoneyDeposited', '{"amount": 1}');
+SELECT * FROM es_aggregate('account-7');
+\set ON_ERROR_STOP on
+
+-- Alice keeps her account but has her name erased from its history: the
+-- stored event is rewritten, $EventRedacted tells the read model.
+SELECT es_redact_event(event_id, ARRAY['owner'], 'erasure request #1018')
+  FROM es_load('account-42') WHERE event_type = 'AccountOpened';
+SELECT stream_version, event_type, data FROM es_load('account-42', 1, 1);
+SELECT account_id, owner, balance FROM account_balances ORDER BY account_id;
+
+-- Every removal is on record, without the removed data.
+SELECT operation, stream_id, from_version, to_version, event_count, paths, reason
+  FROM es_erasures ORDER BY erasure_id;

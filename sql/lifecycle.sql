@@ -32,7 +32,8 @@ LANGUAGE sql AS $$
     ON CONFLICT (stream_id) DO UPDATE SET n = lc.counts.n + 1
 $$;
 CREATE FUNCTION lc.count_reset() RETURNS void LANGUAGE sql AS $$ DELETE FROM lc.counts $$;
-SELECT es_define_projection('lc_counts', 'lc.count(es_events)', reset => 'lc.count_reset()');
+SELECT es_define_projection('lc_counts', 'lc.count(es_events)',
+                            ARRAY['Placed', 'Paid', 'Shipped', '$StreamDeleted'], reset => 'lc.count_reset()');
 
 --
 -- Reserved types: nobody appends, imports or upcasts a '$' type.
