@@ -14,7 +14,9 @@
 #		snapshot_every) without an error and stores nothing, also after more
 #		WAL is replayed; es_aggregate with to_version, es_aggregate_at, es_load
 #		and es_stream_version work; es_read_all / es_read_category are refused
-#		with 0A000 and es_execute / es_append / es_snapshot_save with 25006;
+#		with 0A000 and es_execute / es_append / es_snapshot_save with 25006
+#		(so do es_delete_stream, es_truncate_stream, es_redact_event,
+#		es_set_retention and es_apply_retention);
 #	  - on the primary in a read-only transaction (BEGIN READ ONLY, and
 #		default_transaction_read_only = on) es_aggregate folds everything,
 #		gives the standby's answer and stores no snapshot;
@@ -226,6 +228,18 @@ fails_with($standby, 'postgres', "SELECT es_append('$stream', 350, 'MoneyDeposit
 	'25006', 'standby: es_append fails with 25006');
 fails_with($standby, 'postgres', "SELECT es_snapshot_save('$stream', 350, '{}')",
 	'25006', 'standby: es_snapshot_save fails with 25006');
+# 1.5: nothing is removed or rewritten on a standby either
+fails_with($standby, 'postgres', "SELECT es_delete_stream('$stream')",
+	'25006', 'standby: es_delete_stream fails with 25006');
+fails_with($standby, 'postgres', "SELECT es_truncate_stream('$stream', 2)",
+	'25006', 'standby: es_truncate_stream fails with 25006');
+fails_with($standby, 'postgres',
+	"SELECT es_redact_event(event_id) FROM es_events WHERE stream_id = '$stream' AND stream_version = 1",
+	'25006', 'standby: es_redact_event fails with 25006');
+fails_with($standby, 'postgres', "SELECT es_set_retention('account', '1 day')",
+	'25006', 'standby: es_set_retention fails with 25006');
+fails_with($standby, 'postgres', "SELECT es_apply_retention()",
+	'25006', 'standby: es_apply_retention fails with 25006');
 
 # More WAL from the primary (another stream): still nothing stored anywhere.
 $primary->safe_psql('postgres',
