@@ -305,6 +305,14 @@ SELECT lc.err($$SELECT es_set_retention('lcord', '1 day')$$);
 SELECT lc.err($$SELECT es_apply_retention()$$);
 ROLLBACK;
 
+-- examples/gdpr.sql runs as the README says (in a transaction it rolls back)
+-- (terse: the deletion time in the DETAIL of its one error is the run's)
+SET search_path = public;
+\set VERBOSITY terse
+\i examples/gdpr.sql
+\set VERBOSITY default
+SET search_path = lc, public;
+
 SELECT es_drop_projection('lc_system');
 SELECT es_set_retention('lclog');
 SELECT es_set_retention('lcmetric');
