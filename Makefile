@@ -18,6 +18,8 @@ OBJS = \
 	src/import.o \
 	src/lifecycle.o \
 	src/retention.o \
+	src/subscription.o \
+	src/subscription_read.o \
 	src/position.o \
 	src/head_cache.o \
 	src/mark.o \
@@ -44,7 +46,7 @@ PG_CPPFLAGS = -I$(srcdir)/src -DEXTVERSION=\"$(EXTVERSION)\"
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 
 # pg_regress (sql/ + expected/)
-REGRESS = setup append read aggregate upcast projection errors robustness security inline import head_cache lifecycle
+REGRESS = setup append read aggregate upcast projection errors robustness security inline import head_cache lifecycle subscription
 REGRESS_OPTS = --inputdir=. 
 
 # isolation specs (test/isolation/specs + test/isolation/expected)
@@ -66,7 +68,7 @@ ifneq ($(PGXS),)
 include $(PGXS)
 # PGXS tracks no header dependencies: every object depends on the shared ones.
 # (After the include, so that the default goal stays PGXS's "all".)
-$(OBJS): src/event_sourcing.h src/compat.h
+$(OBJS): src/event_sourcing.h src/compat.h src/subscription.h
 else
 all:
 	@echo "pg_config not found: run 'make demo' or 'make test' (they install it), or set PG_CONFIG" >&2; exit 1

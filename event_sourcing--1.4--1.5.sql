@@ -1,4 +1,4 @@
-/* event_sourcing--1.4--1.5.sql: stream lifecycle and data protection */
+/* event_sourcing--1.4--1.5.sql: stream lifecycle and data protection; subscriptions */
 
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION event_sourcing UPDATE TO '1.5'" to load this file. \quit
@@ -121,3 +121,130 @@ REVOKE ALL ON FUNCTION @extschema@.es_truncate_stream(text, bigint, text) FROM P
 REVOKE ALL ON FUNCTION @extschema@.es_redact_event(uuid, text[], text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_set_retention(text, interval, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_apply_retention(integer) FROM PUBLIC;
+
+--
+-- Subscriptions: consumers outside the database (src/subscription.c,
+-- src/subscription_read.c).  A definition per name, owned by the role that
+-- defined it, and a checkpoint per member of its consumer group.
+--
+CREATE TABLE @extschema@.es_subscription_defs (
+    name            text COLLATE "C" NOT NULL,
+    category        text COLLATE "C",
+    event_types     text[],
+    start_position  bigint NOT NULL,
+    group_size      integer NOT NULL,
+    owner           regrole NOT NULL,
+    defined_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT es_subscription_defs_pkey PRIMARY KEY (name),
+    CONSTRAINT es_subscription_defs_start_check CHECK (start_position >= 0),
+    CONSTRAINT es_subscription_defs_group_size_check CHECK (group_size BETWEEN 1 AND 1024)
+);
+
+CREATE TABLE @extschema@.es_subscription_members (
+    name            text COLLATE "C" NOT NULL,
+    member          integer NOT NULL,
+    position        bigint NOT NULL,
+    scanned_to      bigint NOT NULL DEFAULT 0,
+    last_ack_at     timestamptz,
+    CONSTRAINT es_subscription_members_pkey PRIMARY KEY (name, member),
+    CONSTRAINT es_subscription_members_name_fkey FOREIGN KEY (name)
+        REFERENCES @extschema@.es_subscription_defs (name) ON DELETE CASCADE,
+    CONSTRAINT es_subscription_members_position_check CHECK (position >= 0)
+);
+
+COMMENT ON TABLE @extschema@.es_subscription_defs IS
+    'Subscriptions for consumers outside the database: filter, consumer group size, owner.';
+COMMENT ON TABLE @extschema@.es_subscription_members IS
+    'Checkpoint (last acknowledged position) of each member of each subscription.';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.es_subscription_defs', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.es_subscription_members', '');
+
+CREATE FUNCTION @extschema@.es_define_subscription(name text, category text DEFAULT NULL,
+                                                  event_types text[] DEFAULT NULL,
+                                                  start_position bigint DEFAULT 0,
+                                                  group_size integer DEFAULT 1)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'es_define_subscription'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.es_subscription_read(name text, max_count integer DEFAULT 100,
+                                                member integer DEFAULT 0)
+    RETURNS SETOF @extschema@.es_events
+    AS 'MODULE_PATHNAME', 'es_subscription_read'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+
+CREATE FUNCTION @extschema@.es_subscription_ack(name text, "position" bigint, member integer DEFAULT 0)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'es_subscription_ack'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.es_subscription_wait(name text, member integer DEFAULT 0,
+                                                timeout_ms integer DEFAULT 10000)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'es_subscription_wait'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.es_subscription_reset(name text, "position" bigint, member integer DEFAULT NULL)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'es_subscription_reset'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.es_alter_subscription(name text, group_size integer)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'es_alter_subscription'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.es_drop_subscription(name text)
+    RETURNS void
+    AS 'MODULE_PATHNAME', 'es_drop_subscription'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.es_subscription_release(name text, member integer DEFAULT 0)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'es_subscription_release'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@.es_subscription_member(stream_id text, group_size integer)
+    RETURNS integer
+    AS 'MODULE_PATHNAME', 'es_subscription_member'
+    LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION @extschema@._es_subscription_lag(name text, member integer)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'es_subscription_lag'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE VIEW @extschema@.es_subscriptions AS
+    SELECT d.name, m.member, d.group_size, m.position,
+           @extschema@._es_subscription_lag(d.name, m.member) AS lag,
+           m.last_ack_at, d.owner,
+           pg_catalog.jsonb_build_object('category', d.category, 'event_types', d.event_types) AS filters
+      FROM @extschema@.es_subscription_defs d
+      JOIN @extschema@.es_subscription_members m ON m.name OPERATOR(pg_catalog.=) d.name;
+
+COMMENT ON FUNCTION @extschema@.es_define_subscription(text, text, text[], bigint, integer) IS
+    'Define a subscription: events of a category and/or event types, from start_position, for a consumer group of group_size members';
+COMMENT ON FUNCTION @extschema@.es_subscription_read(text, integer, integer) IS
+    'The next events after the member''s checkpoint that match and belong to it (the same again until acknowledged); takes the member''s lease';
+COMMENT ON FUNCTION @extschema@.es_subscription_ack(text, bigint, integer) IS
+    'Moves the member''s checkpoint forward to position: everything up to it is processed';
+COMMENT ON FUNCTION @extschema@.es_subscription_wait(text, integer, integer) IS
+    'Waits until the member has an event to read (true) or the timeout passes (false); waits for the member''s lease too';
+COMMENT ON VIEW @extschema@.es_subscriptions IS
+    'Subscriptions: one row per member, with its checkpoint, lag in events, last acknowledgement, owner and filters';
+
+REVOKE ALL ON TABLE @extschema@.es_subscription_defs FROM PUBLIC;
+REVOKE ALL ON TABLE @extschema@.es_subscription_members FROM PUBLIC;
+REVOKE ALL ON TABLE @extschema@.es_subscriptions FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_define_subscription(text, text, text[], bigint, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_subscription_read(text, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_subscription_ack(text, bigint, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_subscription_wait(text, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_subscription_reset(text, bigint, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_alter_subscription(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_drop_subscription(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_subscription_release(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_subscription_member(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._es_subscription_lag(text, integer) FROM PUBLIC;

@@ -103,6 +103,13 @@ es_simple_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot,
 	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL)
 #endif
 
+/* LockHeldByMe gained orstronger in PG 17 */
+#if PG_VERSION_NUM >= 170000
+#define es_lock_held_by_me(tag, mode) LockHeldByMe((tag), (mode), false)
+#else
+#define es_lock_held_by_me(tag, mode) LockHeldByMe((tag), (mode))
+#endif
+
 /* this backend's PGPROC number and local transaction id (renamed in 17) */
 #if PG_VERSION_NUM >= 170000
 #define es_my_procno() (MyProcNumber)

@@ -210,6 +210,7 @@ extern void es_wait_init(void);
 extern void es_note_append(void);
 extern void es_note_projection_change(void);
 extern bool es_event_after(int64 after, int64 upto);
+extern bool es_wait_for_log(int64 after, TimestampTz deadline, int64 *mark);
 #define ES_MAX_WORKERS 64		/* databases with a background worker */
 typedef struct EsWorkerWake EsWorkerWake;
 extern EsWorkerWake *es_worker_claim(const char *dbname, pid_t *holder);
@@ -354,6 +355,10 @@ typedef struct EsLogScan
 	Snapshot	xact;
 	EsUpcaster *upcaster;
 	EsScopeHold *hold;			/* upcasters' scope held across events, or NULL */
+	/* events it rejects are passed over before upcasting (subscriptions) */
+	bool		(*accept) (TupleTableSlot *slot, void *arg);
+	void	   *accept_arg;
+	int64		last_seen;		/* position of the last event examined */
 	ScanKeyData keys[2];
 } EsLogScan;
 

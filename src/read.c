@@ -504,6 +504,7 @@ es_log_scan_begin(text *category, int64 after)
 	AttrNumber	posattr = category ? 2 : 1;
 
 	s->mcxt = CurrentMemoryContext;
+	s->last_seen = after;
 	s->high = es_high_water_mark(cat, after);
 	if (s->high <= after)
 	{
@@ -555,33 +556,40 @@ es_log_scan_next(EsLogScan *s)
 	if (s->scan == NULL || s->done)
 		return NULL;
 
-	/*
-	 * The index scan allocates state that must live as long as the scan
-	 * (btree remembers dead entries to mark them at the next page), so it
-	 * runs in the context the scan began in, not in the caller's per-event
-	 * context.
-	 */
-	old = MemoryContextSwitchTo(s->mcxt);
-	found = index_getnext_slot(s->scan, ForwardScanDirection, s->slot);
-	if (found)
+	for (;;)
 	{
-		pos = DatumGetInt64(slot_getattr(s->slot, Anum_es_events_global_position, &isnull));
-		/* the transaction snapshot cannot see this one: stop before it */
-		if (pos <= s->high && s->xact)
-			visible = table_tuple_satisfies_snapshot(s->rel, s->slot, s->xact);
-	}
-	MemoryContextSwitchTo(old);
+		/*
+		 * The index scan allocates state that must live as long as the scan
+		 * (btree remembers dead entries to mark them at the next page), so
+		 * it runs in the context the scan began in, not in the caller's
+		 * per-event context.
+		 */
+		old = MemoryContextSwitchTo(s->mcxt);
+		found = index_getnext_slot(s->scan, ForwardScanDirection, s->slot);
+		if (found)
+		{
+			pos = DatumGetInt64(slot_getattr(s->slot, Anum_es_events_global_position, &isnull));
+			/* the transaction snapshot cannot see this one: stop before it */
+			if (pos <= s->high && s->xact)
+				visible = table_tuple_satisfies_snapshot(s->rel, s->slot, s->xact);
+		}
+		MemoryContextSwitchTo(old);
 
-	if (!found || pos > s->high)
-	{
-		s->done = true;
-		s->complete = true;
-		return NULL;
-	}
-	if (!visible)
-	{
-		s->done = true;
-		return NULL;
+		if (!found || pos > s->high)
+		{
+			s->done = true;
+			s->complete = true;
+			return NULL;
+		}
+		if (!visible)
+		{
+			s->done = true;
+			return NULL;
+		}
+		s->last_seen = pos;
+		if (s->accept == NULL || s->accept(s->slot, s->accept_arg))
+			break;
+		CHECK_FOR_INTERRUPTS();
 	}
 	/* upcasting allocates in the caller's context: per event */
 	es_upcast_slot_held(s->upcaster, s->slot, s->hold);

@@ -484,44 +484,21 @@ es_event_after(int64 after, int64 upto)
 	return found;
 }
 
-PG_FUNCTION_INFO_V1(es_wait);
-
 /*
- * es_wait(after_position bigint, timeout_ms int DEFAULT 10000) RETURNS bigint
- *
- * Blocks until the safe global log holds an event after after_position, or
- * the timeout passes; returns the newest safe position, or after_position on
- * timeout.  Query cancel and statement_timeout interrupt it.
+ * es_wait_for_log
+ *		Block until the safe global log holds an event after 'after', or the
+ *		deadline passes.  Returns true with *mark the newest safe position,
+ *		or false at the deadline.  Query cancel and statement_timeout
+ *		interrupt it.  (es_wait; es_subscription_wait.)
  */
-Datum
-es_wait(PG_FUNCTION_ARGS)
+bool
+es_wait_for_log(int64 after, TimestampTz deadline, int64 *mark)
 {
-	int64		after;
-	int32		timeout_ms;
-	TimestampTz deadline;
-	int64		result;
-	const EsCatalog *cat;
+	const EsCatalog *cat = es_catalog();
 	bool		remote;
 	bool		sleep_on_cv;
+	bool		found = false;
 
-	es_check_not_null(fcinfo, 0, "after_position");
-	es_check_not_null(fcinfo, 1, "timeout_ms");
-	after = PG_GETARG_INT64(0);
-	timeout_ms = PG_GETARG_INT32(1);
-	if (after < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("after_position must not be negative"),
-				 errdetail("after_position was " INT64_FORMAT ".", after)));
-	if (timeout_ms < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout_ms must not be negative"),
-				 errdetail("timeout_ms was %d.", timeout_ms),
-				 errhint("Use 0 to check without waiting.")));
-
-	cat = es_catalog();
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	/* on a standby or logical replica no commit here wakes us: poll the mark */
 	remote = es_log_is_remote(cat);
 	sleep_on_cv = wait_shared != NULL && !remote;
@@ -530,24 +507,20 @@ es_wait(PG_FUNCTION_ARGS)
 
 	for (;;)
 	{
-		int64		mark;
 		long		remaining;
 
 		CHECK_FOR_INTERRUPTS();
-		mark = es_high_water_mark(cat, after);
+		*mark = es_high_water_mark(cat, after);
 		/* the mark also moves past rolled-back positions: look for an event */
-		if (mark > after && es_event_after(after, mark))
+		if (*mark > after && es_event_after(after, *mark))
 		{
-			result = mark;
+			found = true;
 			break;
 		}
 
 		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (remaining <= 0)
-		{
-			result = after;
 			break;
-		}
 
 		if (sleep_on_cv)
 			(void) ConditionVariableTimedSleep(&wait_shared->appended,
@@ -565,5 +538,44 @@ es_wait(PG_FUNCTION_ARGS)
 
 	if (sleep_on_cv)
 		ConditionVariableCancelSleep();
-	PG_RETURN_INT64(result);
+	return found;
+}
+
+PG_FUNCTION_INFO_V1(es_wait);
+
+/*
+ * es_wait(after_position bigint, timeout_ms int DEFAULT 10000) RETURNS bigint
+ *
+ * Blocks until the safe global log holds an event after after_position, or
+ * the timeout passes; returns the newest safe position, or after_position on
+ * timeout.
+ */
+Datum
+es_wait(PG_FUNCTION_ARGS)
+{
+	int64		after;
+	int32		timeout_ms;
+	int64		mark;
+
+	es_check_not_null(fcinfo, 0, "after_position");
+	es_check_not_null(fcinfo, 1, "timeout_ms");
+	after = PG_GETARG_INT64(0);
+	timeout_ms = PG_GETARG_INT32(1);
+	if (after < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("after_position must not be negative"),
+				 errdetail("after_position was " INT64_FORMAT ".", after)));
+	if (timeout_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout_ms must not be negative"),
+				 errdetail("timeout_ms was %d.", timeout_ms),
+				 errhint("Use 0 to check without waiting.")));
+
+	if (es_wait_for_log(after,
+						TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms),
+						&mark))
+		PG_RETURN_INT64(mark);
+	PG_RETURN_INT64(after);
 }

@@ -1,0 +1,328 @@
+/*-------------------------------------------------------------------------
+ *
+ * subscription_read.c
+ *	  Consuming a subscription: es_subscription_read, es_subscription_ack,
+ *	  es_subscription_wait, and the lag of the es_subscriptions view.
+ *
+ * A member reads the events after its checkpoint that match the filter and
+ * belong to it, through the one reader of the global log (read.c's log
+ * scan: the safe prefix, upcast), and sees the same events again until it
+ * acknowledges them (at least once).  Acknowledging in the transaction that
+ * writes the consumer's own results to this database makes it exactly once.
+ *
+ * Sparse filters stay cheap: each member remembers the position up to which
+ * nothing of its own exists after its checkpoint (scanned_to), so a poll
+ * scans only what was appended since the last one, however far away the
+ * next match is.  The member filter is applied before upcasting; the type
+ * filter after it (an upcaster may rename a type), as for projections.
+ * A read on a hot standby, or in a read-only transaction, works but does not
+ * remember how far it scanned.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+#include "utils/wait_event.h"
+
+#include "compat.h"
+#include "event_sourcing.h"
+#include "subscription.h"
+
+/* how often es_subscription_wait looks again for a lease another session holds */
+#define ES_LEASE_POLL_MS 100
+
+/*
+ * accept_member
+ *		EsLogScan's filter before upcasting: the event's stream belongs to
+ *		the member.
+ */
+static bool
+accept_member(TupleTableSlot *slot, void *arg)
+{
+	const EsSubscription *s = arg;
+	text	   *stream;
+	bool		isnull;
+
+	if (s->group_size <= 1)
+		return true;
+	stream = DatumGetTextPP(slot_getattr(slot, Anum_es_events_stream_id, &isnull));
+	return es_stream_member(VARDATA_ANY(stream), VARSIZE_ANY_EXHDR(stream),
+							s->group_size) == s->member;
+}
+
+/*
+ * scan_matches
+ *		The member's events after its checkpoint (skipping what scanned_to
+ *		says holds none of them), up to max: put into tupstore when not NULL,
+ *		else only counted.  Returns how many; *clear_to is the position up to
+ *		which the member has nothing beyond what was returned (the event
+ *		before the first match, or how far the scan got when none).
+ */
+static int64
+scan_matches(EsSubscription *s, int64 max, Tuplestorestate *tupstore, int64 *clear_to)
+{
+	int64		start = Max(s->position, s->scanned_to);
+	EsLogScan  *scan;
+	TupleTableSlot *slot;
+	EsScopeHold hold = ES_SCOPE_HOLD_INIT;
+	MemoryContext per_event;
+	int64		n = 0;
+	int64		first = -1;
+
+	per_event = AllocSetContextCreate(CurrentMemoryContext, "event_sourcing subscription event",
+									  ALLOCSET_DEFAULT_SIZES);
+	scan = es_log_scan_begin(s->category, start);
+	scan->accept = accept_member;
+	scan->accept_arg = s;
+	scan->hold = &hold;
+	while (n < max)
+	{
+		MemoryContext old = MemoryContextSwitchTo(per_event);
+		bool		isnull;
+		char	   *type;
+
+		slot = es_log_scan_next(scan);
+		if (slot == NULL)
+		{
+			MemoryContextSwitchTo(old);
+			break;
+		}
+		type = TextDatumGetCString(slot_getattr(slot, Anum_es_events_event_type, &isnull));
+		if (es_subscription_matches_type(s, type))
+		{
+			if (first < 0)
+				first = DatumGetInt64(slot_getattr(slot, Anum_es_events_global_position, &isnull));
+			if (tupstore != NULL)
+				tuplestore_puttupleslot(tupstore, slot);
+			n++;
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(per_event);
+	}
+	es_scope_hold_release(&hold);
+
+	if (first > 0)
+		*clear_to = first - 1;
+	else if (scan->complete)
+		*clear_to = Max(scan->high, start);
+	else
+		*clear_to = scan->last_seen;
+	es_log_scan_end(scan);
+	MemoryContextDelete(per_event);
+	return n;
+}
+
+/*
+ * remember_scanned
+ *		Store that the member has nothing in (position, upto], so the next
+ *		poll starts there; only where writing is allowed, only forwards.
+ */
+static void
+remember_scanned(EsSubscription *s, int64 upto)
+{
+	Oid			types[3] = {TEXTOID, INT4OID, INT8OID};
+	Datum		values[3];
+
+	if (upto <= s->scanned_to || upto <= s->position ||
+		RecoveryInProgress() || XactReadOnly)
+		return;
+	values[0] = CStringGetTextDatum(s->name);
+	values[1] = Int32GetDatum(s->member);
+	values[2] = Int64GetDatum(upto);
+	(void) es_execute_as_owner(psprintf("UPDATE %s SET scanned_to = $3 WHERE name OPERATOR(pg_catalog.=) $1 "
+										"AND member OPERATOR(pg_catalog.=) $2 AND scanned_to OPERATOR(pg_catalog.<) $3",
+										es_qualified_name("es_subscription_members")),
+							   3, types, values, NULL, SPI_OK_UPDATE);
+	s->scanned_to = upto;
+}
+
+/*
+ * member_arg
+ *		The member argument, not NULL.
+ */
+static int32
+member_arg(FunctionCallInfo fcinfo, int argno)
+{
+	es_check_not_null(fcinfo, argno, "member");
+	return PG_GETARG_INT32(argno);
+}
+
+PG_FUNCTION_INFO_V1(es_subscription_read);
+
+/*
+ * es_subscription_read(name text, max_count int DEFAULT 100, member int DEFAULT 0)
+ *		RETURNS SETOF es_events
+ *
+ * The next events after the member's checkpoint that match the filter and
+ * belong to the member, in global order, upcast; the same ones again until
+ * acknowledged.  No rows: the member is caught up with the safe log.
+ */
+Datum
+es_subscription_read(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *name = es_subscription_name_arg(fcinfo, 0);
+	int32		max_count;
+	int32		member;
+	EsSubscription s;
+	int64		clear_to;
+
+	es_check_not_null(fcinfo, 1, "max_count");
+	max_count = PG_GETARG_INT32(1);
+	member = member_arg(fcinfo, 2);
+	if (max_count < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_count must not be negative"),
+				 errdetail("max_count was %d.", max_count)));
+
+	InitMaterializedSRF(fcinfo, 0);
+	es_subscription_load(name, member, false, true, &s);
+	es_lease_take(name, member);
+	if (max_count == 0)
+		return (Datum) 0;
+	(void) scan_matches(&s, max_count, rsinfo->setResult, &clear_to);
+	remember_scanned(&s, clear_to);
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(es_subscription_ack);
+
+/*
+ * es_subscription_ack(name text, position bigint, member int DEFAULT 0)
+ *		RETURNS void
+ *
+ * "Processed everything up to here": moves the member's checkpoint forward
+ * (going back is 22023: use es_subscription_reset).  In the consumer's own
+ * transaction, it commits with the consumer's writes.
+ */
+Datum
+es_subscription_ack(PG_FUNCTION_ARGS)
+{
+	char	   *name = es_subscription_name_arg(fcinfo, 0);
+	int64		position;
+	int32		member;
+	EsSubscription s;
+	int64		high;
+	Oid			types[3] = {TEXTOID, INT4OID, INT8OID};
+	Datum		values[3];
+
+	es_check_not_null(fcinfo, 1, "position");
+	position = PG_GETARG_INT64(1);
+	member = member_arg(fcinfo, 2);
+	PreventCommandIfReadOnly("es_subscription_ack()");
+
+	/* FOR SHARE: a concurrent resize waits for this transaction */
+	es_subscription_load(name, member, true, true, &s);
+	es_lease_take(name, member);
+	if (position < s.position)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("acknowledgement of member %d of subscription \"%s\" goes backwards", member, name),
+				 errdetail("The member's checkpoint is " INT64_FORMAT "; the acknowledged position was " INT64_FORMAT ".",
+						   s.position, position),
+				 errhint("To read events again, use es_subscription_reset.")));
+	high = es_high_water_mark(es_catalog(), position);
+	if (position > high)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("position " INT64_FORMAT " is past the safe end of the global log", position),
+				 errdetail("The safe end is " INT64_FORMAT "; a member acknowledges what it has read.", high)));
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = Int32GetDatum(member);
+	values[2] = Int64GetDatum(position);
+	(void) es_execute_as_owner(psprintf("UPDATE %s SET position = $3, last_ack_at = pg_catalog.now() "
+										"WHERE name OPERATOR(pg_catalog.=) $1 AND member OPERATOR(pg_catalog.=) $2",
+										es_qualified_name("es_subscription_members")),
+							   3, types, values, NULL, SPI_OK_UPDATE);
+	PG_RETURN_VOID();
+}
+
+PG_FUNCTION_INFO_V1(es_subscription_wait);
+
+/*
+ * es_subscription_wait(name text, member int DEFAULT 0, timeout_ms int DEFAULT 10000)
+ *		RETURNS boolean
+ *
+ * Blocks until the member has an event to read (true) or the timeout passes
+ * (false).  While another session holds the member's lease it waits for
+ * that too, and takes the member over as soon as that session ends.
+ */
+Datum
+es_subscription_wait(PG_FUNCTION_ARGS)
+{
+	char	   *name = es_subscription_name_arg(fcinfo, 0);
+	int32		member = member_arg(fcinfo, 1);
+	int32		timeout_ms;
+	TimestampTz deadline;
+	EsSubscription s;
+
+	es_check_not_null(fcinfo, 2, "timeout_ms");
+	timeout_ms = PG_GETARG_INT32(2);
+	if (timeout_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout_ms must not be negative"),
+				 errdetail("timeout_ms was %d.", timeout_ms),
+				 errhint("Use 0 to check without waiting.")));
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	es_subscription_load(name, member, false, true, &s);
+
+	/* the lease first: until it is ours, nothing here is ours to read */
+	while (!es_lease_try(name, member))
+	{
+		long		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+
+		if (remaining <= 0)
+			PG_RETURN_BOOL(false);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(remaining, ES_LEASE_POLL_MS), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	for (;;)
+	{
+		int64		clear_to;
+		int64		mark;
+
+		if (scan_matches(&s, 1, NULL, &clear_to) > 0)
+			PG_RETURN_BOOL(true);
+		remember_scanned(&s, clear_to);
+		if (!es_wait_for_log(Max(clear_to, s.position), deadline, &mark))
+			PG_RETURN_BOOL(false);
+	}
+}
+
+PG_FUNCTION_INFO_V1(es_subscription_lag);
+
+/*
+ * _es_subscription_lag(name text, member int) RETURNS bigint
+ *
+ * How many events of the member are in the safe log after its checkpoint,
+ * for the es_subscriptions view; NULL on a hot standby (no high-water mark).
+ */
+Datum
+es_subscription_lag(PG_FUNCTION_ARGS)
+{
+	char	   *name = es_subscription_name_arg(fcinfo, 0);
+	int32		member = member_arg(fcinfo, 1);
+	EsSubscription s;
+	int64		clear_to;
+
+	if (RecoveryInProgress())
+		PG_RETURN_NULL();
+	es_subscription_load(name, member, false, false, &s);
+	PG_RETURN_INT64(scan_matches(&s, PG_INT64_MAX, NULL, &clear_to));
+}
