@@ -50,7 +50,7 @@ REGRESS = setup append read aggregate upcast projection errors robustness securi
 REGRESS_OPTS = --inputdir=. 
 
 # isolation specs (test/isolation/specs + test/isolation/expected)
-ISOLATION = append_race read_out_of_order idempotent_race execute_race wait_wakeup projection_run_race projection_rebuild_race rebuild_nonowner idle_appender savepoint_reappend prepared_appender readers_appenders sequence_lock_no_stall import_race head_cache lifecycle_race
+ISOLATION = append_race read_out_of_order idempotent_race execute_race wait_wakeup projection_run_race projection_rebuild_race rebuild_nonowner idle_appender savepoint_reappend prepared_appender readers_appenders sequence_lock_no_stall import_race head_cache lifecycle_race subscription_race
 ISOLATION_OPTS = --inputdir=test/isolation
 
 # Perl TAP (PostgreSQL::Test::Cluster); run as a non-root user

@@ -242,10 +242,15 @@ es_subscription_ack(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(name);
 	values[1] = Int32GetDatum(member);
 	values[2] = Int64GetDatum(position);
-	(void) es_execute_as_owner(psprintf("UPDATE %s SET position = $3, last_ack_at = pg_catalog.now() "
-										"WHERE name OPERATOR(pg_catalog.=) $1 AND member OPERATOR(pg_catalog.=) $2",
-										es_qualified_name("es_subscription_members")),
-							   3, types, values, NULL, SPI_OK_UPDATE);
+	if (es_execute_as_owner(psprintf("UPDATE %s SET position = $3, last_ack_at = pg_catalog.now() "
+									 "WHERE name OPERATOR(pg_catalog.=) $1 AND member OPERATOR(pg_catalog.=) $2",
+									 es_qualified_name("es_subscription_members")),
+							3, types, values, NULL, SPI_OK_UPDATE) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("member %d of subscription \"%s\" is gone", member, name),
+				 errdetail("The subscription was resized or dropped while this acknowledgement waited."),
+				 errhint("Read again from the member's new checkpoint.")));
 	PG_RETURN_VOID();
 }
 
