@@ -46,7 +46,7 @@ PG_CPPFLAGS = -I$(srcdir)/src -DEXTVERSION=\"$(EXTVERSION)\"
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter
 
 # pg_regress (sql/ + expected/)
-REGRESS = setup append read aggregate upcast projection errors robustness security inline import head_cache lifecycle subscription
+REGRESS = setup append read aggregate upcast projection errors robustness security inline import head_cache lifecycle subscription commands
 REGRESS_OPTS = --inputdir=. 
 
 # isolation specs (test/isolation/specs + test/isolation/expected)

@@ -248,3 +248,59 @@ REVOKE ALL ON FUNCTION @extschema@.es_drop_subscription(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_subscription_release(text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_subscription_member(text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@._es_subscription_lag(text, integer) FROM PUBLIC;
+
+--
+-- Commands from clients (issue 13): es_execute with an expected version
+-- (If-Match) and a command id (its events' ids derive from it, so a resent
+-- command is recognised), read-your-writes.
+--
+-- es_execute(text, jsonb) becomes es_execute(text, jsonb, bigint, uuid)
+-- with defaults (both could not exist: a two-argument call would be
+-- ambiguous).  Its EXECUTE grants are carried over.
+CREATE FUNCTION @extschema@.es_execute(stream_id text, command jsonb,
+                                      expected_version bigint DEFAULT NULL,
+                                      command_id uuid DEFAULT NULL)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'es_execute'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION @extschema@.es_execute(text, jsonb, bigint, uuid) FROM PUBLIC;
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT a.grantee, a.is_grantable
+               FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+              WHERE p.oid = '@extschema@.es_execute(text, jsonb)'::pg_catalog.regprocedure
+                AND a.privilege_type = 'EXECUTE'
+                AND a.grantee <> p.proowner
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION @extschema@.es_execute(text, jsonb, bigint, uuid) TO %s%s',
+                                  CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                                       ELSE pg_catalog.quote_ident(g.grantee::pg_catalog.regrole::text) END,
+                                  CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END
+$$;
+DROP FUNCTION @extschema@.es_execute(text, jsonb);
+
+COMMENT ON FUNCTION @extschema@.es_execute(text, jsonb, bigint, uuid) IS
+    'Fold the stream, decide(state, command), append the events; expected_version refuses (40001) when the stream moved; command_id makes a resent command an idempotent replay';
+
+CREATE FUNCTION @extschema@.es_last_position()
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'es_last_position'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.es_last_position() IS
+    'The global position of the last event this transaction appended (or, when none, this session''s last committed transaction); NULL when none';
+
+CREATE FUNCTION @extschema@.es_projection_wait(name text, "position" bigint, timeout_ms integer DEFAULT 10000)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'es_projection_wait'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.es_projection_wait(text, bigint, integer) IS
+    'Waits until the projection has applied everything up to position (true) or the timeout passes (false)';
+
+REVOKE ALL ON FUNCTION @extschema@.es_last_position() FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_projection_wait(text, bigint, integer) FROM PUBLIC;

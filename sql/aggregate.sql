@@ -558,7 +558,7 @@ CREATE ROLE regress_es_agg;
 GRANT USAGE ON SCHEMA regress TO regress_es_agg;
 GRANT EXECUTE ON FUNCTION es_define_aggregate(text, regprocedure, jsonb, regprocedure, integer),
                           es_aggregate(text, bigint), es_aggregate_at(text, timestamptz),
-                          es_execute(text, jsonb), es_append(text, bigint, jsonb),
+                          es_execute(text, jsonb, bigint, uuid), es_append(text, bigint, jsonb),
                           es_snapshot_save(text, bigint, jsonb), es_snapshot_load(text, bigint),
                           es_snapshot_prune(integer, text), es_fold_count() TO regress_es_agg;
 CREATE FUNCTION priv_evolve(state jsonb, event es_events) RETURNS jsonb

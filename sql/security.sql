@@ -110,7 +110,7 @@ GRANT EXECUTE ON FUNCTION
     es_projection_skip(text), es_drop_projection(text),
     es_append(text, bigint, text, jsonb, jsonb, uuid),
     es_load(text, bigint, bigint), es_read_all(bigint, integer),
-    es_aggregate(text, bigint), es_execute(text, jsonb),
+    es_aggregate(text, bigint), es_execute(text, jsonb, bigint, uuid),
     es_snapshot_save(text, bigint, jsonb), es_snapshot_load(text, bigint)
   TO regress_es_mallory, regress_es_alice;
 CREATE SCHEMA mallory AUTHORIZATION regress_es_mallory;

@@ -543,14 +543,57 @@ es_aggregate_at(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(es_execute);
 
 /*
- * es_execute(stream_id text, command jsonb) RETURNS bigint
+ * command_replayed
+ *		Was the command with this id executed already?  Its events carry ids
+ *		derived from it (uuidv7.c): when the first is stored in this stream,
+ *		returns the version of the last of them (the version the first
+ *		execution returned); when in another stream, the id was reused
+ *		(23505); else -1.
+ */
+static int64
+command_replayed(text *stream_id, const pg_uuid_t *command_id)
+{
+	int64		version = -1;
+
+	for (int i = 0;; i++)
+	{
+		pg_uuid_t	id;
+		text	   *stream;
+		int64		v;
+
+		CHECK_FOR_INTERRUPTS();
+		es_uuid_for_command(command_id, i, &id);
+		if (!es_event_location(&id, &stream, &v))
+			return version;
+		if (VARSIZE_ANY_EXHDR(stream) != VARSIZE_ANY_EXHDR(stream_id) ||
+			memcmp(VARDATA_ANY(stream), VARDATA_ANY(stream_id), VARSIZE_ANY_EXHDR(stream_id)) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNIQUE_VIOLATION),
+					 errmsg("command %s was executed on another stream",
+							DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(command_id)))),
+					 errdetail("Its events are stored in stream \"%s\".", text_to_cstring(stream)),
+					 errhint("A command id identifies one command on one stream; generate a new one for each command.")));
+		version = v;
+	}
+}
+
+/*
+ * es_execute(stream_id text, command jsonb,
+ *			  expected_version bigint DEFAULT NULL,
+ *			  command_id uuid DEFAULT NULL) RETURNS bigint
  *
  * Folds the stream (as of now, not as of the transaction's snapshot), asks
  * decide(state, command) for new events and appends them with the folded
  * version as the expected version: a concurrent append in between raises the
- * same 40001 as es_append.  A decide that raises a
- * domain error stores nothing.  Returns the stream's new version (the folded
- * version when decide returns no events).
+ * same 40001 as es_append.  A decide that raises a domain error stores
+ * nothing.  Returns the stream's new version (the folded version when decide
+ * returns no events).
+ *
+ * With expected_version, the command is refused with 40001 unless the
+ * stream is at that version (If-Match).  With command_id, the events' ids
+ * derive from it: a command that was executed already is recognised before
+ * deciding and returns the version its first execution returned.  (1.4's
+ * es_execute(text, jsonb) calls this with two arguments.)
  */
 Datum
 es_execute(PG_FUNCTION_ARGS)
@@ -563,6 +606,9 @@ es_execute(PG_FUNCTION_ARGS)
 	Datum		events;
 	Jsonb	   *events_jb;
 	EsCallScope scope;
+	bool		any_version = PG_NARGS() < 3 || PG_ARGISNULL(2);
+	int64		expected = any_version ? 0 : PG_GETARG_INT64(2);
+	pg_uuid_t  *command_id = (PG_NARGS() < 4 || PG_ARGISNULL(3)) ? NULL : PG_GETARG_UUID_P(3);
 
 	LOCAL_FCINFO(dcinfo, 2);
 
@@ -571,6 +617,8 @@ es_execute(PG_FUNCTION_ARGS)
 	stream_id = PG_GETARG_TEXT_PP(0);
 	es_check_stream_id(stream_id);
 	command = PG_GETARG_JSONB_P(1);
+	if (!any_version)
+		es_check_expected_range(expected);
 	PreventCommandIfReadOnly("es_execute()");
 
 	lookup_stream_definition(stream_id, &def);
@@ -589,9 +637,28 @@ es_execute(PG_FUNCTION_ARGS)
 	 * on an older snapshot could only fail.
 	 */
 	CommandCounterIncrement();
+
+	/* a command executed already: its result, whatever the stream did since */
+	if (command_id != NULL)
+	{
+		int64		replayed = command_replayed(stream_id, command_id);
+
+		if (replayed >= 0)
+			PG_RETURN_INT64(replayed);
+	}
+
 	PushActiveSnapshot(GetLatestSnapshot());
 	fold(&def, stream_id, -1, &r);
 	PopActiveSnapshot();
+
+	/* If-Match: the client decided on a version the stream no longer has */
+	if (!any_version)
+	{
+		Relation	rel = table_open(es_catalog()->events, AccessShareLock);
+
+		es_check_expected_version(rel, stream_id, false, expected, r.version);
+		table_close(rel, AccessShareLock);
+	}
 
 	es_callback_init(&decide, def.decide, CurrentMemoryContext);
 	if (r.state == NULL && decide.strict)
@@ -621,7 +688,7 @@ es_execute(PG_FUNCTION_ARGS)
 		JB_ROOT_COUNT(events_jb) == 0)
 		PG_RETURN_INT64(r.version);
 
-	PG_RETURN_INT64(es_append_batch_jsonb(stream_id, false, r.version, events_jb));
+	PG_RETURN_INT64(es_append_batch_jsonb(stream_id, false, r.version, events_jb, command_id));
 }
 
 PG_FUNCTION_INFO_V1(es_define_aggregate);

@@ -720,16 +720,28 @@ es_append(PG_FUNCTION_ARGS)
  * es_append_batch_jsonb
  *		Validate a JSON array of events (batch.c) and append it; returns
  *		the stream's new version.  Shared by the batch form of es_append and
- *		es_execute.
+ *		es_execute, which passes a command id: events without an "id" then
+ *		get ids derived from it (uuidv7.c), so a resent command is an
+ *		idempotent retry.
  */
 int64
 es_append_batch_jsonb(text *stream_id, bool any_version, int64 expected,
-					  Jsonb *events)
+					  Jsonb *events, const pg_uuid_t *command_id)
 {
 	EsEventInput *ev;
 	int			n;
 
 	ev = es_parse_batch(events, &n);
+	if (command_id != NULL)
+	{
+		for (int i = 0; i < n; i++)
+		{
+			if (ev[i].id_given)
+				continue;
+			es_uuid_for_command(command_id, i, &ev[i].id);
+			ev[i].id_given = true;
+		}
+	}
 	return append_events(stream_id, any_version, expected, ev, n, true);
 }
 
@@ -756,5 +768,5 @@ es_append_batch(PG_FUNCTION_ARGS)
 
 	PG_RETURN_INT64(es_append_batch_jsonb(stream_id, PG_ARGISNULL(1),
 										  PG_ARGISNULL(1) ? 0 : PG_GETARG_INT64(1),
-										  PG_GETARG_JSONB_P(2)));
+										  PG_GETARG_JSONB_P(2), NULL));
 }

@@ -222,6 +222,7 @@ extern bool es_worker_attach_mark_writer(void);
 
 /* uuidv7.c: time-ordered event ids */
 extern void es_uuidv7(pg_uuid_t *uuid);
+extern void es_uuid_for_command(const pg_uuid_t *command_id, int i, pg_uuid_t *out);
 
 /* aggregate.c: what snapshots of a stream must be made by */
 extern int64 es_stream_fingerprint(text *stream_id);
@@ -244,7 +245,8 @@ extern EsEventInput *es_parse_batch(Jsonb *events, int *n);
 
 /* append.c: appending a JSON array of events (es_execute uses it) */
 extern int64 es_append_batch_jsonb(text *stream_id, bool any_version,
-								   int64 expected, Jsonb *events);
+								   int64 expected, Jsonb *events,
+								   const pg_uuid_t *command_id);
 /*
  * append.c: es_events opened for inserting through the executor's simple
  * insert path (es_append, es_import).
@@ -339,6 +341,7 @@ extern EsStreamScan *es_stream_scan_begin(text *stream_id, int64 from, int64 to,
 extern TupleTableSlot *es_stream_scan_next(EsStreamScan *s);
 extern void es_stream_scan_end(EsStreamScan *s);
 extern int64 es_stream_head(text *stream_id, const TimestampTz *as_of);
+extern bool es_event_location(const pg_uuid_t *id, text **stream, int64 *version);
 
 /* read.c: reading the global log (read functions, async projections) */
 typedef struct EsLogScan

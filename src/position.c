@@ -108,6 +108,13 @@ static bool slot_published = false;	/* the slot is not 0 (maybe mid-draw) */
 static LocalTransactionId draw_lxid = InvalidLocalTransactionId;
 static bool exit_callback_set = false;
 
+/*
+ * es_last_position: the highest position this transaction drew (0: none),
+ * and that of the last transaction of this session that committed one.
+ */
+static int64 xact_highest = 0;
+static int64 session_last = 0;
+
 /* the highest bound this backend returned, for its sequence: never less */
 static int64 returned_bound = 0;
 static Oid	returned_seq = InvalidOid;
@@ -333,7 +340,11 @@ es_next_position(Oid seqoid)
 	int64		position;
 
 	if (likely(draw_lowest != 0 && draw_lxid == es_my_lxid()))
-		return nextval_internal(seqoid, false);
+	{
+		position = nextval_internal(seqoid, false);
+		xact_highest = position;
+		return position;
+	}
 
 	draw_lowest = 0;
 	es_check_log_writable();
@@ -362,6 +373,7 @@ es_next_position(Oid seqoid)
 	draw_lowest = position;
 	draw_level = GetCurrentTransactionNestLevel();
 	draw_lxid = es_my_lxid();
+	xact_highest = position;
 	return position;
 }
 
@@ -499,10 +511,16 @@ position_xact_callback(XactEvent event, void *arg)
 				publish_locks(draw_lowest);
 			break;
 		case XACT_EVENT_COMMIT:
+			if (xact_highest != 0)
+				session_last = xact_highest;
+			xact_highest = 0;
+			forget_draw();
+			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			xact_highest = 0;
 			forget_draw();
 			break;
 		default:
@@ -531,6 +549,29 @@ position_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		forget_draw();
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
 		draw_level = level - 1;
+}
+
+PG_FUNCTION_INFO_V1(es_last_position);
+
+/*
+ * es_last_position() RETURNS bigint
+ *
+ * The global position of the last event this transaction appended, or,
+ * when it appended none, of the last event of this session's last
+ * committed transaction that did; NULL when there is none.  For
+ * read-your-writes: wait until a read model or subscription has reached it
+ * (es_projection_wait, es_subscription_wait).  A position drawn in a
+ * savepoint that was rolled back may not exist; waiting for it is still
+ * right (every reader passes it).
+ */
+Datum
+es_last_position(PG_FUNCTION_ARGS)
+{
+	if (xact_highest != 0)
+		PG_RETURN_INT64(xact_highest);
+	if (session_last != 0)
+		PG_RETURN_INT64(session_last);
+	PG_RETURN_NULL();
 }
 
 /*

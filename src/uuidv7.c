@@ -11,10 +11,17 @@
  * remaining 62 bits are random, from pg_strong_random, drawn 512 bytes at a
  * time.
  *
+ * The events of a command sent with a command id (es_execute) get ids
+ * derived from it instead: UUID version 3 (RFC 9562, section 5.3) with the
+ * command id as namespace and the event's number in the command (0, 1, ...,
+ * in decimal) as name, so a resent command produces the same ids and any
+ * client can compute them.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "common/md5.h"
 #include "datatype/timestamp.h"
 #include "utils/timestamp.h"
 
@@ -91,4 +98,31 @@ es_uuidv7(pg_uuid_t *uuid)
 	b[6] = (unsigned char) (0x70 | (frac >> 8));	/* version 7 */
 	b[7] = (unsigned char) (frac & 0xFF);
 	b[8] = (unsigned char) (0x80 | (b[8] & 0x3F));	/* RFC 9562 variant */
+}
+
+/*
+ * es_uuid_for_command
+ *		The id of event i of the command with this id: UUID version 3 of
+ *		name i (decimal) in namespace command_id.
+ */
+void
+es_uuid_for_command(const pg_uuid_t *command_id, int i, pg_uuid_t *out)
+{
+	unsigned char buf[UUID_LEN + 16];
+	int			len;
+	const char *errstr = NULL;
+
+	memcpy(buf, command_id->data, UUID_LEN);
+	len = snprintf((char *) buf + UUID_LEN, 16, "%d", i);
+#if PG_VERSION_NUM >= 150000
+	if (!pg_md5_binary(buf, UUID_LEN + len, out->data, &errstr))
+#else
+	if (!pg_md5_binary(buf, UUID_LEN + len, out->data))
+#endif
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not derive an event id from the command id: %s",
+						errstr ? errstr : "MD5 failed")));
+	out->data[6] = (out->data[6] & 0x0f) | 0x30;	/* version 3 */
+	out->data[8] = (out->data[8] & 0x3f) | 0x80;	/* RFC 9562 variant */
 }

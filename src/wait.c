@@ -579,3 +579,74 @@ es_wait(PG_FUNCTION_ARGS)
 		PG_RETURN_INT64(mark);
 	PG_RETURN_INT64(after);
 }
+
+/* how often es_projection_wait looks at the projection's checkpoint */
+#define ES_PROJECTION_POLL_MS 10
+
+PG_FUNCTION_INFO_V1(es_projection_wait);
+
+/*
+ * es_projection_wait(name text, position bigint, timeout_ms int DEFAULT 10000)
+ *		RETURNS boolean
+ *
+ * Read-your-writes: blocks until the projection has applied everything up
+ * to the global position (true), or the timeout passes (false).  An inline
+ * projection applies each event in its appending transaction, so it has
+ * once the safe log reaches the position; an async one once its checkpoint
+ * does.  A projection that failed at or before the position raises 55000
+ * with its error: waiting would not help.  Reads the checkpoint afresh each
+ * time, so it needs a READ COMMITTED transaction.
+ */
+Datum
+es_projection_wait(PG_FUNCTION_ARGS)
+{
+	char	   *name = es_projection_name_arg(fcinfo, 0);
+	int64		position;
+	int32		timeout_ms;
+	TimestampTz deadline;
+	const EsCatalog *cat;
+
+	es_check_not_null(fcinfo, 1, "position");
+	es_check_not_null(fcinfo, 2, "timeout_ms");
+	position = PG_GETARG_INT64(1);
+	timeout_ms = PG_GETARG_INT32(2);
+	if (timeout_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout_ms must not be negative"),
+				 errdetail("timeout_ms was %d.", timeout_ms),
+				 errhint("Use 0 to check without waiting.")));
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("es_projection_wait cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("Its snapshot would never show the projection's checkpoint move."),
+				 errhint("Call it in a READ COMMITTED transaction, e.g. on its own after COMMIT.")));
+	cat = es_projections_available();
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+
+	for (;;)
+	{
+		EsProjection p;
+		long		remaining;
+
+		CHECK_FOR_INTERRUPTS();
+		if (es_projection_read(name, ES_LOCK_NONE, &p) != ES_FOUND)
+			es_projection_not_found(name);
+		if (p.is_inline ? es_high_water_mark(cat, position) >= position : p.position >= position)
+			PG_RETURN_BOOL(true);
+		if (!p.is_inline && p.failed && p.failed_position > 0 && p.failed_position <= position)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("projection \"%s\" failed at global position " INT64_FORMAT, name,
+							p.failed_position),
+					 errdetail("%s", p.last_error ? p.last_error : "(no message)"),
+					 errhint("Fix the handler and run the projection again, or skip the event with es_projection_skip.")));
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining <= 0)
+			PG_RETURN_BOOL(false);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(remaining, ES_PROJECTION_POLL_MS), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
