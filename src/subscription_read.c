@@ -291,6 +291,7 @@ es_subscription_wait(PG_FUNCTION_ARGS)
 
 		if (remaining <= 0)
 			PG_RETURN_BOOL(false);
+		es_check_client();
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 Min(remaining, ES_LEASE_POLL_MS), PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

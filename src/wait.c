@@ -22,6 +22,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "tcop/tcopprot.h"
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -485,6 +486,28 @@ es_event_after(int64 after, int64 upto)
 }
 
 /*
+ * libpq/libpq.h declares it, but includes libpq-be.h, which needs the GSSAPI
+ * headers of a server built with GSSAPI: declared here instead (PG 14+).
+ */
+extern bool pq_check_connection(void);
+
+/*
+ * es_check_client
+ *		End the session when its client has gone (its socket closed: the
+ *		process exited or was killed), as core does between statements and
+ *		with client_connection_check_interval: a long wait must not keep a
+ *		dead consumer's lease, or its locks, until it times out.
+ */
+void
+es_check_client(void)
+{
+	if (MyProcPort != NULL && whereToSendOutput == DestRemote && !pq_check_connection())
+		ereport(FATAL,
+				(errcode(ERRCODE_CONNECTION_FAILURE),
+				 errmsg("connection to client lost")));
+}
+
+/*
  * es_wait_for_log
  *		Block until the safe global log holds an event after 'after', or the
  *		deadline passes.  Returns true with *mark the newest safe position,
@@ -521,6 +544,7 @@ es_wait_for_log(int64 after, TimestampTz deadline, int64 *mark)
 		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 		if (remaining <= 0)
 			break;
+		es_check_client();
 
 		if (sleep_on_cv)
 			(void) ConditionVariableTimedSleep(&wait_shared->appended,
