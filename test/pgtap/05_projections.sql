@@ -167,7 +167,8 @@ SELECT results_eq(
              ('es_drop_projection(text)',                                               'v',       false, false, 'u',       'c',       true),
              ('es_projection_rebuild(text)',                                            'v',       false, false, 'u',       'c',       true),
              ('es_projection_run(text,integer)',                                        'v',       false, false, 'u',       'c',       true),
-             ('es_projection_skip(text)',                                               'v',       false, false, 'u',       'c',       true)$$,
+             ('es_projection_skip(text)',                                               'v',       false, false, 'u',       'c',       true),
+             ('es_projection_wait(text,bigint,integer)',                                'v',       false, false, 'u',       'c',       true)$$,
     'the projection functions: exactly these overloads, VOLATILE, not STRICT, not SECURITY DEFINER, PARALLEL UNSAFE, C, extension members');
 
 -- Not STRICT, and NULL where it has no meaning is 22004, not a NULL result
@@ -302,7 +303,7 @@ SELECT is(
          OR (i.classoid = 'pg_proc'::regclass
              AND i.objoid IN (SELECT oid FROM pg_proc WHERE pronamespace = 'public'::regnamespace
                                 AND (proname LIKE '%projection%' OR proname = '_es_dispatch_inline')))),
-    10::bigint, 'pg_init_privs records the initial privileges of all 10 new objects (so pg_dump knows them)');
+    11::bigint, 'pg_init_privs records the initial privileges of all 11 new objects (so pg_dump knows them; es_projection_wait is 1.5''s)');
 
 -- a fresh role is refused everything
 SET LOCAL ROLE regress_app;
