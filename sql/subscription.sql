@@ -86,6 +86,9 @@ SELECT es_subscription_wait('sb_orders', 0, 0);
 SELECT es_subscription_ack('sb_orders', (SELECT max(global_position) FROM es_events WHERE stream_id = 'sbord-3'));
 SELECT es_subscription_wait('sb_orders', 0, 0);
 SELECT regress.err($$SELECT es_subscription_wait('sb_orders', 0, -1)$$);
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT regress.err($$SELECT es_subscription_wait('sb_orders', 0, 0)$$);
+ROLLBACK;
 
 --
 -- Sparse filters: an empty read remembers how far it scanned

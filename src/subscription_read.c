@@ -281,6 +281,12 @@ es_subscription_wait(PG_FUNCTION_ARGS)
 				 errmsg("timeout_ms must not be negative"),
 				 errdetail("timeout_ms was %d.", timeout_ms),
 				 errhint("Use 0 to check without waiting.")));
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("es_subscription_wait cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("Its snapshot would never show the events it waits for."),
+				 errhint("Wait in a READ COMMITTED transaction (or outside one), then read.")));
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	es_subscription_load(name, member, false, true, &s);
 
