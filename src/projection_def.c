@@ -118,38 +118,6 @@ es_projection_not_found(const char *name)
 }
 
 /*
- * check_event_types
- *		event_types: NULL (all types) or a non-empty one-dimensional array of
- *		valid event type names.
- */
-static void
-check_event_types(ArrayType *arr)
-{
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event_types must be a one-dimensional array")));
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event_types must not be empty"),
-				 errhint("Pass NULL for a projection of every event type.")));
-	for (int i = 0; i < n; i++)
-	{
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("event_types must not contain null")));
-		es_check_name("event type", VARSIZE_ANY_EXHDR(DatumGetTextPP(elems[i])));
-	}
-}
-
-/*
  * projection_name
  *		The name argument as a C string, checked.
  */
@@ -201,7 +169,12 @@ es_define_projection(PG_FUNCTION_ARGS)
 				 errmsg("invalid projection mode \"%s\"", mode),
 				 errhint("The mode is 'inline' (in the appending transaction) or 'async' (from a checkpoint).")));
 	if (!PG_ARGISNULL(2))
-		check_event_types(PG_GETARG_ARRAYTYPE_P(2));
+	{
+		int			n;
+
+		(void) es_check_type_array(PG_GETARG_ARRAYTYPE_P(2),
+								   "Pass NULL for a projection of every event type.", &n);
+	}
 	PreventCommandIfReadOnly("es_define_projection()");
 
 	cat = es_projections_available();

@@ -328,31 +328,14 @@ static ArrayType *
 check_types_arg(ArrayType *arr)
 {
 	Datum	   *elems;
-	bool	   *nulls;
 	int			n;
 	int			k = 0;
 	char	  **names;
 
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event_types must be a one-dimensional array")));
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	if (n == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event_types must not be empty"),
-				 errhint("Pass NULL for a subscription to every event type.")));
+	elems = es_check_type_array(arr, "Pass NULL for a subscription to every event type.", &n);
 	names = palloc(sizeof(char *) * n);
 	for (int i = 0; i < n; i++)
-	{
-		if (nulls[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("event_types must not contain null")));
-		es_check_name("event type", VARSIZE_ANY_EXHDR(DatumGetTextPP(elems[i])));
 		names[i] = TextDatumGetCString(elems[i]);
-	}
 	qsort(names, n, sizeof(char *), cmp_cstring);
 	for (int i = 0; i < n; i++)
 		if (k == 0 || strcmp(names[k - 1], names[i]) != 0)

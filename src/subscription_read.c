@@ -275,18 +275,8 @@ es_subscription_wait(PG_FUNCTION_ARGS)
 
 	es_check_not_null(fcinfo, 2, "timeout_ms");
 	timeout_ms = PG_GETARG_INT32(2);
-	if (timeout_ms < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout_ms must not be negative"),
-				 errdetail("timeout_ms was %d.", timeout_ms),
-				 errhint("Use 0 to check without waiting.")));
-	if (IsolationUsesXactSnapshot())
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("es_subscription_wait cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
-				 errdetail("Its snapshot would never show the events it waits for."),
-				 errhint("Wait in a READ COMMITTED transaction (or outside one), then read.")));
+	es_check_timeout(timeout_ms);
+	es_check_read_committed("es_subscription_wait", "the events it waits for");
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	es_subscription_load(name, member, false, true, &s);
 

@@ -12,6 +12,9 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 
 #include "event_sourcing.h"
@@ -82,6 +85,70 @@ es_check_category(text *category)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a category cannot contain \"-\""),
 				 errdetail("The category of a stream is the part of its stream_id before the first \"-\".")));
+}
+
+/*
+ * es_check_timeout
+ *		timeout_ms of the waiting functions: not negative (22023).
+ */
+void
+es_check_timeout(int32 timeout_ms)
+{
+	if (timeout_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout_ms must not be negative"),
+				 errdetail("timeout_ms was %d.", timeout_ms),
+				 errhint("Use 0 to check without waiting.")));
+}
+
+/*
+ * es_check_read_committed
+ *		A function that waits for other transactions' commits cannot run
+ *		under a transaction snapshot, which would never show them (0A000).
+ */
+void
+es_check_read_committed(const char *fname, const char *waits_for)
+{
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s cannot run in a REPEATABLE READ or SERIALIZABLE transaction", fname),
+				 errdetail("Its snapshot would never show %s.", waits_for),
+				 errhint("Call it in a READ COMMITTED transaction, or outside a transaction block.")));
+}
+
+/*
+ * es_check_type_array
+ *		event_types of a projection or subscription: NULL is the caller's
+ *		(every type); otherwise a non-empty one-dimensional array of valid
+ *		type names without NULLs.  Returns its elements.
+ */
+Datum *
+es_check_type_array(ArrayType *arr, const char *null_hint, int *n)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event_types must be a one-dimensional array")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
+	if (*n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event_types must not be empty"),
+				 errhint("%s", null_hint)));
+	for (int i = 0; i < *n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("event_types must not contain null")));
+		es_check_name("event type", VARSIZE_ANY_EXHDR(DatumGetTextPP(elems[i])));
+	}
+	return elems;
 }
 
 /*

@@ -590,12 +590,7 @@ es_wait(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("after_position must not be negative"),
 				 errdetail("after_position was " INT64_FORMAT ".", after)));
-	if (timeout_ms < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout_ms must not be negative"),
-				 errdetail("timeout_ms was %d.", timeout_ms),
-				 errhint("Use 0 to check without waiting.")));
+	es_check_timeout(timeout_ms);
 
 	if (es_wait_for_log(after,
 						TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms),
@@ -634,18 +629,8 @@ es_projection_wait(PG_FUNCTION_ARGS)
 	es_check_not_null(fcinfo, 2, "timeout_ms");
 	position = PG_GETARG_INT64(1);
 	timeout_ms = PG_GETARG_INT32(2);
-	if (timeout_ms < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout_ms must not be negative"),
-				 errdetail("timeout_ms was %d.", timeout_ms),
-				 errhint("Use 0 to check without waiting.")));
-	if (IsolationUsesXactSnapshot())
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("es_projection_wait cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
-				 errdetail("Its snapshot would never show the projection's checkpoint move."),
-				 errhint("Call it in a READ COMMITTED transaction, e.g. on its own after COMMIT.")));
+	es_check_timeout(timeout_ms);
+	es_check_read_committed("es_projection_wait", "the projection's checkpoint move");
 	cat = es_projections_available();
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 
