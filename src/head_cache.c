@@ -18,10 +18,11 @@
  * (database, es_events relation, stream id) picks the set, and the stream
  * may sit in any entry of it.  A stream whose set is full evicts the entry
  * used least recently, so streams appended to often keep their entries
- * even when other streams hash to the same set (with one entry per hash, as
- * this cache had at first, two busy streams sharing one missed half of their
- * appends each: about 7% of all appends with 10,000 streams in 65,536
- * entries, against well under 1% with sets of four).  An entry holds the
+ * even when other streams hash to the same set.  (With one entry per hash,
+ * as this cache had at first, two busy streams sharing one missed about half
+ * of their appends each: 7.6% of all appends missed with 10,000 streams
+ * appended to at random and 65,536 entries, against 0.07% with sets of
+ * four; bench/append_cache_stats.sh counts them.)  An entry holds the
  * whole stream id and is used only when the id is equal byte for byte;
  * a set also keeps each entry's hash, compared first.  Each set has a
  * spinlock; readers and writers copy under it and call nothing else while
@@ -110,7 +111,8 @@
 /*
  * Stream ids up to this long are cached (most are: "order-" and a UUID is
  * 42 bytes); longer ones always read their head from the index.  Keeps an
- * entry near 100 bytes, so a cache that covers many streams stays small.
+ * entry near 115 bytes (with its share of the set's header), so a cache
+ * that covers many streams stays small.
  */
 #define ES_HEAD_CACHE_STREAM_BYTES 64
 
@@ -253,7 +255,7 @@ es_head_cache_init(void)
 							"Entries of the shared cache of stream heads (0 disables it).",
 							"es_append takes a stream's version from the cache when the stream "
 							"was appended to recently, instead of reading it from the index. "
-							"Each entry takes about 100 bytes of shared memory; stream ids longer "
+							"Each entry takes about 115 bytes of shared memory; stream ids longer "
 							"than 64 bytes are not cached. Needs the library in "
 							"shared_preload_libraries.",
 							&head_cache_size,

@@ -1,6 +1,6 @@
 # Copyright: event_sourcing contributors
 #
-# 016_head_cache_sets.pl
+# 017_head_cache_sets.pl
 #	  The shared cache of stream heads (src/head_cache.c) keeps a stream in
 #	  any entry of its set and evicts the least recently used one.  With
 #	  event_sourcing.head_cache_size = 2 the cache is one set of two
