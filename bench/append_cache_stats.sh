@@ -35,7 +35,9 @@
 #    .. 'bench-10000').  Around each run the counters of pg_statio_user_tables,
 #    pg_statio_user_indexes, pg_stat_user_indexes (idx_scan) and pg_stat_wal
 #    are read, after the run's backends have exited (their statistics are
-#    flushed at exit); divided by the events the run stored.
+#    flushed at exit), and the CPU time of the postmaster's exited children
+#    (/proc/<postmaster>/stat cutime + cstime: the run's backends); divided
+#    by the events the run stored.
 #
 # Prints, per variant, the median of the rounds: events/s, buffer accesses
 # per event (hits + reads) of the heap and each index, of which reads (from
@@ -105,6 +107,8 @@ UNION ALL SELECT 'stream_scans', idx_scan FROM pg_stat_user_indexes
 UNION ALL SELECT 'wal_records', wal_records FROM pg_stat_wal
 UNION ALL SELECT 'wal_fpi', wal_fpi FROM pg_stat_wal
 UNION ALL SELECT 'wal_bytes', wal_bytes FROM pg_stat_wal
+UNION ALL SELECT 'cpu_ticks', split_part(st, ' ', 16)::bigint + split_part(st, ' ', 17)::bigint
+  FROM pg_read_file('/proc/' || split_part(pg_read_file('postmaster.pid'), E'\\n', 1) || '/stat') st
 ORDER BY 1
 EOF
 }
@@ -124,7 +128,7 @@ top() { qdb -c "SELECT coalesce(max(global_position), 0) FROM $1"; }
 
 declare -A SCRIPT=([es]=es_append_1.sql [insert]=insert_1.sql)
 declare -A TABLE=([es]=es_events [insert]=bench_insert)
-KEYS=(tps heap stream event_id pkey category reads head_reads wal_records wal_fpi wal_bytes)
+KEYS=(tps cpu_us heap stream event_id pkey category reads head_reads wal_records wal_fpi wal_bytes)
 declare -A VAL=()   # VAL[variant,key] = "round values "
 
 # measure VARIANT [warmup]: one run with its counters.
@@ -144,12 +148,13 @@ measure() {
   [[ -n ${2:-} ]] && return
   # per event: join the two snapshots by name
   local line
-  line=$(command join -j 1 <(sort <<<"$before") <(sort <<<"$after") | awk -v tx="$tx" -v tps="$TPS" '
+  line=$(command join -j 1 <(sort <<<"$before") <(sort <<<"$after") | awk -v tx="$tx" -v tps="$TPS" -v ticks="$(getconf CLK_TCK)" '
     { d[$1] = ($3 - $2) / tx }
     END {
       printf "tps=%.0f heap=%.3f stream=%.3f event_id=%.3f pkey=%.3f category=%.3f ", tps,
         d["heap_hit"] + d["heap_read"], d["stream_hit"] + d["stream_read"], d["event_id_hit"] + d["event_id_read"],
         d["pkey_hit"] + d["pkey_read"], d["category_hit"] + d["category_read"]
+      printf "cpu_us=%.2f ", d["cpu_ticks"] * 1e6 / ticks
       printf "reads=%.4f head_reads=%.4f wal_records=%.3f wal_fpi=%.4f wal_bytes=%.0f\n",
         d["heap_read"] + d["stream_read"] + d["event_id_read"] + d["pkey_read"] + d["category_read"],
         d["stream_scans"], d["wal_records"], d["wal_fpi"], d["wal_bytes"] }')
@@ -195,7 +200,7 @@ for k in "${KEYS[@]}"; do
   out "| $k | $(median_fmt %.4g ${VAL[es,$k]}) | $(median_fmt %.4g ${VAL[insert,$k]}) |"
 done
 out ""
-out "(tps: events/s; heap, stream, event_id, pkey, category: shared buffer accesses (hits + reads) of the heap and each index; reads: of those, not found in shared buffers; head_reads: scans of the (stream_id, stream_version) index, i.e. head cache misses of es_append; wal_*: records, full-page images, bytes)"
+out "(tps: events/s; cpu_us: CPU time of the server's backends per event (user + system, of the processes that exited during the run: pgbench's sessions and the script's own, read from the postmaster's cutime and cstime; less noisy than tps when other work shares the machine); heap, stream, event_id, pkey, category: shared buffer accesses (hits + reads) of the heap and each index; reads: of those, not found in shared buffers; head_reads: scans of the (stream_id, stream_version) index, i.e. head cache misses of es_append; wal_*: records, full-page images, bytes)"
 out ""
 out "Rounds (in order):"
 out ""
