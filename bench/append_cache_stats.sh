@@ -197,7 +197,9 @@ out "| per event | es_append | INSERT |"
 out "|---|---:|---:|"
 for k in "${KEYS[@]}"; do
   # shellcheck disable=SC2086
-  out "| $k | $(median_fmt %.4g ${VAL[es,$k]}) | $(median_fmt %.4g ${VAL[insert,$k]}) |"
+  f=%.3f
+  case $k in tps | wal_bytes) f=%.0f ;; cpu_us) f=%.1f ;; reads | head_reads | wal_fpi) f=%.4f ;; esac
+  out "| $k | $(median_fmt $f ${VAL[es,$k]}) | $(median_fmt $f ${VAL[insert,$k]}) |"
 done
 out ""
 out "(tps: events/s; cpu_us: CPU time of the server's backends per event (user + system, of the processes that exited during the run: pgbench's sessions and the script's own, read from the postmaster's cutime and cstime; less noisy than tps when other work shares the machine); heap, stream, event_id, pkey, category: shared buffer accesses (hits + reads) of the heap and each index; reads: of those, not found in shared buffers; head_reads: scans of the (stream_id, stream_version) index, i.e. head cache misses of es_append; wal_*: records, full-page images, bytes)"
