@@ -54,7 +54,7 @@ DECLARE
 BEGIN
     INSERT INTO pl_events (global_position, stream_id, stream_version, event_id,
                            event_type, data, metadata, recorded_at)
-    VALUES (p, p_stream, v + 1, lpad(to_hex(p), 32, '0')::uuid,
+    VALUES (p, p_stream, v + 1, ('f' || lpad(to_hex(p), 31, '0'))::uuid,
             p_type, p_data, coalesce(p_metadata, '{}'), clock_timestamp());
     RETURN v + 1;
 END $$;
@@ -67,7 +67,7 @@ DECLARE
 BEGIN
     INSERT INTO pl_events (global_position, stream_id, stream_version, event_id,
                            event_type, data, metadata, recorded_at)
-    SELECT p, p_stream, v + o, lpad(to_hex(p), 32, '0')::uuid,
+    SELECT p, p_stream, v + o, ('f' || lpad(to_hex(p), 31, '0'))::uuid,
            e->>'type', e->'data', coalesce(e->'metadata', '{}'), t
     FROM (SELECT nextval('pl_events_seq') AS p, e, o
           FROM jsonb_array_elements(p_events) WITH ORDINALITY AS a(e, o)
