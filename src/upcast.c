@@ -50,6 +50,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/tuplestore.h"
 
 #include "compat.h"
 #include "event_sourcing.h"
@@ -123,6 +124,7 @@ load_cache(void)
 	HeapTuple	tup;
 	HASHCTL		ctl;
 	uint64		generation = es_catalog_generation();
+	List	   *paths = NIL;	/* the distinct search_paths, in cxt */
 
 	cxt = AllocSetContextCreate(CacheMemoryContext, "event_sourcing upcasters",
 								ALLOCSET_SMALL_SIZES);
@@ -202,6 +204,26 @@ load_cache(void)
 			if (!OidIsValid(step->owner))
 				step->owner = cat->owner;
 			step->search_path = pstrdup(ES_LEGACY_SEARCH_PATH);
+		}
+		/*
+		 * Steps with the same search_path share one string, so that a read
+		 * holding their scope sees the same one by its address
+		 * (es_scope_hold_enter) rather than by comparing the strings.
+		 */
+		{
+			ListCell   *lc;
+
+			foreach(lc, paths)
+			{
+				if (strcmp((char *) lfirst(lc), step->search_path) == 0)
+				{
+					pfree(step->search_path);
+					step->search_path = (char *) lfirst(lc);
+					break;
+				}
+			}
+			if (lc == NULL)
+				paths = lappend(paths, step->search_path);
 		}
 		MemoryContextSwitchTo(old);
 		step->checked = false;
@@ -434,6 +456,83 @@ upcast_data(EsUpcastCache *c, EsUpcastChain *chain, Datum data, text **type,
 }
 
 /*
+ * upcast_event
+ *		The upcasting of one event, up to its new values: if the event in
+ *		slot has upcasters for its schema, run them and return true with its
+ *		new data, type and schema in *data, *type and *schema (allocated in
+ *		*work), every column of the slot deformed; false, leaving the slot
+ *		untouched, when there is nothing to do.  The caller stores the new
+ *		values, then hands *work and *own_work to upcast_release.
+ *
+ * The steps compute in a context of the registry's, reset after each event
+ * (upcast_release): what they allocate besides the result (all of it, for
+ * an expression evaluated in place) does not pile up in the caller's
+ * context, which for es_load lives as long as the whole read.  A nested
+ * read (inside an upcaster) finds it busy and uses a context of its own.
+ */
+static bool
+upcast_event(EsUpcastCache *c, TupleTableSlot *slot, EsScopeHold *hold,
+			 Datum *data, text **type, int32 *schema,
+			 MemoryContext *work, bool *own_work)
+{
+	EsUpcastChain *chain;
+	bool		isnull;
+	MemoryContext caller = CurrentMemoryContext;
+
+	if (c == NULL)
+		return false;
+
+	/* the type first: most types have no upcaster, and it comes before schema */
+	*type = DatumGetTextPP(slot_getattr(slot, Anum_es_events_event_type, &isnull));
+	chain = find_chain(c, VARDATA_ANY(*type), VARSIZE_ANY_EXHDR(*type));
+	if (chain == NULL)
+		return false;
+	/* schema_version is the last column: this deforms the whole row */
+	*schema = DatumGetInt32(slot_getattr(slot, Anum_es_events_schema_version, &isnull));
+	if (*schema > chain->nsteps || *schema < 1)
+		return false;
+	slot_getallattrs(slot);
+	*data = slot->tts_values[Anum_es_events_data - 1];
+
+	*own_work = c->work_busy;
+	if (*own_work)
+		*work = AllocSetContextCreate(caller, "event_sourcing nested upcasting",
+									  ALLOCSET_DEFAULT_SIZES);
+	else
+	{
+		*work = c->work;
+		c->work_busy = true;
+	}
+	MemoryContextSwitchTo(*work);
+	PG_TRY();
+	{
+		*data = upcast_data(c, chain, *data, type, schema, hold);
+	}
+	PG_FINALLY();
+	{
+		MemoryContextSwitchTo(caller);
+		if (!*own_work)
+			c->work_busy = false;
+	}
+	PG_END_TRY();
+	return true;
+}
+
+/*
+ * upcast_release
+ *		Free what one event's upcasting allocated (upcast_event), once its
+ *		new values are stored.
+ */
+static void
+upcast_release(EsUpcastCache *c, MemoryContext work, bool own_work)
+{
+	if (own_work)
+		MemoryContextDelete(work);
+	else
+		MemoryContextReset(work);
+}
+
+/*
  * es_upcast_slot
  *		The single upcasting step: if the event in slot has upcasters for its
  *		schema, replace its data, type and schema_version in the slot (with a
@@ -453,89 +552,78 @@ es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot)
  *		events (es_scope_hold_enter): the scope stays open when this returns,
  *		until the reader releases the hold.  hold NULL: each call in a scope
  *		of its own.
- *
- * The steps compute in a context of the registry's, reset after each event:
- * what they allocate besides the result (all of it, for an expression
- * evaluated in place) does not pile up in the caller's context, which for
- * es_load lives as long as the whole read.  A nested read (inside an
- * upcaster) finds it busy and uses a context of its own.
  */
 bool
 es_upcast_slot_held(EsUpcaster *u, TupleTableSlot *slot, EsScopeHold *hold)
 {
 	EsUpcastCache *c = (EsUpcastCache *) u;
-	EsUpcastChain *chain;
 	text	   *type;
 	int32		schema;
 	Datum		data;
-	bool		isnull;
-	Datum	   *values;
-	bool	   *nulls;
-	TupleDesc	desc = slot->tts_tupleDescriptor;
 	HeapTuple	tuple;
-	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext work;
 	bool		own_work;
 
-	if (c == NULL)
+	if (!upcast_event(c, slot, hold, &data, &type, &schema, &work, &own_work))
 		return false;
-
-	/* the type first: most types have no upcaster, and it comes before schema */
-	type = DatumGetTextPP(slot_getattr(slot, Anum_es_events_event_type, &isnull));
-	chain = find_chain(c, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type));
-	if (chain == NULL)
-		return false;
-	schema = DatumGetInt32(slot_getattr(slot, Anum_es_events_schema_version, &isnull));
-	if (schema > chain->nsteps || schema < 1)
-		return false;
-
-	data = slot_getattr(slot, Anum_es_events_data, &isnull);
-	own_work = c->work_busy;
-	if (own_work)
-		work = AllocSetContextCreate(caller, "event_sourcing nested upcasting",
-									 ALLOCSET_DEFAULT_SIZES);
-	else
-	{
-		work = c->work;
-		c->work_busy = true;
-	}
-	MemoryContextSwitchTo(work);
-	PG_TRY();
-	{
-		data = upcast_data(c, chain, data, &type, &schema, hold);
-	}
-	PG_FINALLY();
-	{
-		MemoryContextSwitchTo(caller);
-		if (!own_work)
-			c->work_busy = false;
-	}
-	PG_END_TRY();
 
 	/*
-	 * Rebuild the row with the new values (copied out of the work context).
-	 * The new tuple is formed before the slot lets go of the stored one,
-	 * whose buffer the old values point into; the slot keeps a copy in its
-	 * own memory, since it must outlive the caller's per-event memory
-	 * context.
+	 * Rebuild the row with the new values, from the slot's own values array
+	 * (the slot is cleared next).  The new tuple is formed before the slot
+	 * lets go of the stored one, whose buffer the old values point into;
+	 * the slot keeps a copy in its own memory, since it must outlive the
+	 * caller's per-event memory context.
 	 */
-	slot_getallattrs(slot);
-	values = palloc(sizeof(Datum) * desc->natts);
-	nulls = palloc(sizeof(bool) * desc->natts);
-	memcpy(values, slot->tts_values, sizeof(Datum) * desc->natts);
-	memcpy(nulls, slot->tts_isnull, sizeof(bool) * desc->natts);
-	values[Anum_es_events_data - 1] = data;
-	values[Anum_es_events_event_type - 1] = PointerGetDatum(type);
-	values[Anum_es_events_schema_version - 1] = Int32GetDatum(schema);
-	tuple = heap_form_tuple(desc, values, nulls);
+	slot->tts_values[Anum_es_events_data - 1] = data;
+	slot->tts_values[Anum_es_events_event_type - 1] = PointerGetDatum(type);
+	slot->tts_values[Anum_es_events_schema_version - 1] = Int32GetDatum(schema);
+	tuple = heap_form_tuple(slot->tts_tupleDescriptor, slot->tts_values, slot->tts_isnull);
 	/* copies the tuple into the slot's memory and frees ours */
 	ExecForceStoreHeapTuple(tuple, slot, true);
-	pfree(values);
-	pfree(nulls);
-	if (own_work)
-		MemoryContextDelete(work);
-	else
-		MemoryContextReset(work);
+	upcast_release(c, work, own_work);
+	return true;
+}
+
+/*
+ * es_upcast_put
+ *		For a reader that puts each event into a tuplestore at once (es_load):
+ *		if the event in slot has upcasters for its schema, put the upcast
+ *		event into ts (rows of desc, the es_events row type) and return
+ *		true; return false, storing nothing and leaving the slot untouched,
+ *		when there is nothing to do (the caller then stores the slot).  The
+ *		scope is held as by es_upcast_slot_held.
+ *
+ * The row is formed once, by the tuplestore, from the slot's values with
+ * the new ones in place: es_upcast_slot_held's tuple would be formed, copied
+ * into the slot, and copied again into the tuplestore.  The slot is given
+ * back as it was (its values array restored).
+ */
+bool
+es_upcast_put(EsUpcaster *u, TupleTableSlot *slot, EsScopeHold *hold,
+			  Tuplestorestate *ts, TupleDesc desc)
+{
+	EsUpcastCache *c = (EsUpcastCache *) u;
+	text	   *type;
+	int32		schema;
+	Datum		data;
+	Datum		saved[3];
+	MemoryContext work;
+	bool		own_work;
+
+	if (!upcast_event(c, slot, hold, &data, &type, &schema, &work, &own_work))
+		return false;
+
+	saved[0] = slot->tts_values[Anum_es_events_data - 1];
+	saved[1] = slot->tts_values[Anum_es_events_event_type - 1];
+	saved[2] = slot->tts_values[Anum_es_events_schema_version - 1];
+	slot->tts_values[Anum_es_events_data - 1] = data;
+	slot->tts_values[Anum_es_events_event_type - 1] = PointerGetDatum(type);
+	slot->tts_values[Anum_es_events_schema_version - 1] = Int32GetDatum(schema);
+	tuplestore_putvalues(ts, desc, slot->tts_values, slot->tts_isnull);
+	slot->tts_values[Anum_es_events_data - 1] = saved[0];
+	slot->tts_values[Anum_es_events_event_type - 1] = saved[1];
+	slot->tts_values[Anum_es_events_schema_version - 1] = saved[2];
+	upcast_release(c, work, own_work);
 	return true;
 }
 
