@@ -59,6 +59,11 @@ SELECT count(*) AS same_other_columns
   FROM es_read_category('meter') r JOIN es_events e USING (global_position)
  WHERE (r.stream_id, r.stream_version, r.event_id, r.metadata, r.recorded_at)
      = (e.stream_id, e.stream_version, e.event_id, e.metadata, e.recorded_at);
+-- es_load puts an upcast event into its result as values (es_upcast_put),
+-- the others read through the slot (es_upcast_slot_held): the same rows
+SELECT count(*) AS loaded, count(*) FILTER (WHERE l::text = r::text) AS same_rows
+  FROM (SELECT * FROM es_load('meter-1') UNION ALL SELECT * FROM es_load('meter-2')) l
+  JOIN es_read_category('meter') r USING (global_position);
 -- reading changed no stored row
 SELECT * FROM regress.rows('meter-1');
 SELECT * FROM regress.rows('meter-2');
@@ -131,6 +136,9 @@ SELECT stream_version, event_type, data, schema_version FROM es_load('purse-1');
 SELECT stream_id, stream_version, event_type, data, schema_version FROM es_read_category('purse');
 SELECT stream_id, stream_version, event_type, data, schema_version
   FROM es_read_all(:upcast_start) WHERE stream_id LIKE 'purse-%';
+-- a renamed type, too (es_load's rows against es_read_category's)
+SELECT count(*) AS loaded, count(*) FILTER (WHERE l::text = r::text) AS same_rows
+  FROM es_load('purse-1') l JOIN es_read_category('purse') r USING (global_position);
 SELECT * FROM regress.rows('purse-1');
 -- upcasters belong to the event type, in every category: the bank accounts
 -- of the aggregate file read their MoneyDeposited events as FundsDeposited
