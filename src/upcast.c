@@ -34,6 +34,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/tupmacs.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -533,6 +534,170 @@ upcast_release(EsUpcastCache *c, MemoryContext work, bool own_work)
 }
 
 /*
+ * splice_row
+ *		The upcast event's row as a heap tuple in the current memory context,
+ *		from the stored tuple: the bytes of the columns before 'first' (the
+ *		first column upcasting changed, 1-based) copied as they are, since
+ *		their places do not change, and the columns from 'first' on laid out
+ *		from the slot's values (upcast ones in place), as heap_form_tuple
+ *		lays them out.  NULL, for the caller to form the row from the values,
+ *		when it takes more than that: a null, a value stored out of line or
+ *		expanded, a dropped column, a stored tuple from before a column was
+ *		added, or a pass-by-value column just before 'first'.
+ *
+ * Forming the whole row costs about as much as a cheap upcaster; most of an
+ * event (position, stream, version, id, type) lies before its data.
+ */
+static HeapTuple
+splice_row(TupleTableSlot *slot, HeapTuple stored, int first)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	int			natts = desc->natts;
+	HeapTupleHeader old = stored->t_data;
+	Form_pg_attribute prev;
+	char	   *olddata;
+	char	   *prevptr;
+	Size		prefix;
+	Size		len;
+	Size		off;
+	Size		hoff;
+	uint16		infomask;
+	HeapTuple	tuple;
+	HeapTupleHeader td;
+	char	   *data;
+
+	if (first < 2 || first > natts ||
+		HeapTupleHasNulls(stored) || HeapTupleHasExternal(stored) ||
+		HeapTupleHeaderGetNatts(old) != natts)
+		return NULL;
+	prev = TupleDescAttr(desc, first - 2);
+	if (prev->attbyval || prev->attisdropped || prev->attlen == -2)
+		return NULL;
+
+	/* the prefix: up to the end of the column before first, in the stored tuple */
+	olddata = (char *) old + old->t_hoff;
+	prevptr = DatumGetPointer(slot->tts_values[first - 2]);
+	if (prevptr < olddata || prevptr >= olddata + (stored->t_len - old->t_hoff))
+		return NULL;
+	prefix = (prevptr - olddata) + (prev->attlen == -1 ? VARSIZE_ANY(prevptr) : (Size) prev->attlen);
+
+	/* the size, as heap_compute_data_size computes it */
+	len = prefix;
+	infomask = old->t_infomask & HEAP_HASVARWIDTH;
+	for (int i = first - 1; i < natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Datum		val = slot->tts_values[i];
+
+		if (slot->tts_isnull[i] || att->attisdropped || att->attlen == -2)
+			return NULL;
+		if (att->attlen == -1)
+		{
+			Pointer		p = DatumGetPointer(val);
+
+			if (VARATT_IS_EXTERNAL(p))
+				return NULL;
+			infomask |= HEAP_HASVARWIDTH;
+			if (VARATT_IS_SHORT(p))
+				len += VARSIZE_SHORT(p);
+			else if (att->attstorage != TYPSTORAGE_PLAIN && VARATT_CAN_MAKE_SHORT(p))
+				len += VARATT_CONVERTED_SHORT_SIZE(p);
+			else
+				len = att_align_nominal(len, att->attalign) + VARSIZE(p);
+		}
+		else
+			len = att_align_nominal(len, att->attalign) + att->attlen;
+	}
+
+	/* the header, as heap_form_tuple makes it (no null bitmap) */
+	hoff = MAXALIGN(SizeofHeapTupleHeader);
+	tuple = (HeapTuple) palloc0(HEAPTUPLESIZE + hoff + len);
+	tuple->t_len = hoff + len;
+	ItemPointerSetInvalid(&tuple->t_self);
+	tuple->t_tableOid = InvalidOid;
+	td = tuple->t_data = (HeapTupleHeader) ((char *) tuple + HEAPTUPLESIZE);
+	HeapTupleHeaderSetDatumLength(td, hoff + len);
+	HeapTupleHeaderSetTypeId(td, desc->tdtypeid);
+	HeapTupleHeaderSetTypMod(td, desc->tdtypmod);
+	HeapTupleHeaderSetNatts(td, natts);
+	td->t_hoff = hoff;
+	td->t_infomask = infomask;
+
+	/* the data, as heap_fill_tuple lays it out */
+	data = (char *) td + hoff;
+	memcpy(data, olddata, prefix);
+	off = prefix;
+	for (int i = first - 1; i < natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Datum		val = slot->tts_values[i];
+		Size		n;
+
+		if (att->attbyval)
+		{
+			off = att_align_nominal(off, att->attalign);
+			store_att_byval(data + off, val, att->attlen);
+			off += att->attlen;
+		}
+		else if (att->attlen == -1)
+		{
+			Pointer		p = DatumGetPointer(val);
+
+			if (VARATT_IS_SHORT(p))
+			{
+				n = VARSIZE_SHORT(p);
+				memcpy(data + off, p, n);
+			}
+			else if (att->attstorage != TYPSTORAGE_PLAIN && VARATT_CAN_MAKE_SHORT(p))
+			{
+				n = VARATT_CONVERTED_SHORT_SIZE(p);
+				SET_VARSIZE_SHORT(data + off, n);
+				memcpy(data + off + 1, VARDATA(p), n - 1);
+			}
+			else
+			{
+				off = att_align_nominal(off, att->attalign);
+				n = VARSIZE(p);
+				memcpy(data + off, p, n);
+			}
+			off += n;
+		}
+		else
+		{
+			off = att_align_nominal(off, att->attalign);
+			memcpy(data + off, DatumGetPointer(val), att->attlen);
+			off += att->attlen;
+		}
+	}
+	Assert(off == len);
+	return tuple;
+}
+
+/*
+ * upcast_row
+ *		The upcast event's row, in the current memory context: the slot's
+ *		values with the new ones in place (the slot's values array is
+ *		changed: the caller restores it or clears the slot).
+ */
+static HeapTuple
+upcast_row(TupleTableSlot *slot, Datum data, text *type, int32 schema)
+{
+	HeapTuple	tuple = NULL;
+	bool		renamed;
+
+	renamed = (Pointer) type != DatumGetPointer(slot->tts_values[Anum_es_events_event_type - 1]);
+	slot->tts_values[Anum_es_events_data - 1] = data;
+	slot->tts_values[Anum_es_events_event_type - 1] = PointerGetDatum(type);
+	slot->tts_values[Anum_es_events_schema_version - 1] = Int32GetDatum(schema);
+	if (TTS_IS_BUFFERTUPLE(slot) || TTS_IS_HEAPTUPLE(slot))
+		tuple = splice_row(slot, ExecFetchSlotHeapTuple(slot, false, NULL),
+						   renamed ? Anum_es_events_event_type : Anum_es_events_data);
+	if (tuple == NULL)
+		tuple = heap_form_tuple(slot->tts_tupleDescriptor, slot->tts_values, slot->tts_isnull);
+	return tuple;
+}
+
+/*
  * es_upcast_slot
  *		The single upcasting step: if the event in slot has upcasters for its
  *		schema, replace its data, type and schema_version in the slot (with a
@@ -562,24 +727,22 @@ es_upcast_slot_held(EsUpcaster *u, TupleTableSlot *slot, EsScopeHold *hold)
 	Datum		data;
 	HeapTuple	tuple;
 	MemoryContext work;
+	MemoryContext old;
 	bool		own_work;
 
 	if (!upcast_event(c, slot, hold, &data, &type, &schema, &work, &own_work))
 		return false;
 
 	/*
-	 * Rebuild the row with the new values, from the slot's own values array
-	 * (the slot is cleared next).  The new tuple is formed before the slot
-	 * lets go of the stored one, whose buffer the old values point into;
-	 * the slot keeps a copy in its own memory, since it must outlive the
-	 * caller's per-event memory context.
+	 * The new row is made (in the work context) before the slot lets go of
+	 * the stored one, whose buffer the old values point into; the slot keeps
+	 * a copy in its own memory, since it must outlive the caller's per-event
+	 * memory context.
 	 */
-	slot->tts_values[Anum_es_events_data - 1] = data;
-	slot->tts_values[Anum_es_events_event_type - 1] = PointerGetDatum(type);
-	slot->tts_values[Anum_es_events_schema_version - 1] = Int32GetDatum(schema);
-	tuple = heap_form_tuple(slot->tts_tupleDescriptor, slot->tts_values, slot->tts_isnull);
-	/* copies the tuple into the slot's memory and frees ours */
-	ExecForceStoreHeapTuple(tuple, slot, true);
+	old = MemoryContextSwitchTo(work);
+	tuple = upcast_row(slot, data, type, schema);
+	MemoryContextSwitchTo(old);
+	ExecForceStoreHeapTuple(tuple, slot, false);
 	upcast_release(c, work, own_work);
 	return true;
 }
@@ -593,10 +756,9 @@ es_upcast_slot_held(EsUpcaster *u, TupleTableSlot *slot, EsScopeHold *hold)
  *		when there is nothing to do (the caller then stores the slot).  The
  *		scope is held as by es_upcast_slot_held.
  *
- * The row is formed once, by the tuplestore, from the slot's values with
- * the new ones in place: es_upcast_slot_held's tuple would be formed, copied
- * into the slot, and copied again into the tuplestore.  The slot is given
- * back as it was (its values array restored).
+ * The row goes from the work context straight into the tuplestore: through
+ * the slot it would be copied once more.  The slot is given back as it was
+ * (its values array restored).
  */
 bool
 es_upcast_put(EsUpcaster *u, TupleTableSlot *slot, EsScopeHold *hold,
@@ -607,7 +769,9 @@ es_upcast_put(EsUpcaster *u, TupleTableSlot *slot, EsScopeHold *hold,
 	int32		schema;
 	Datum		data;
 	Datum		saved[3];
+	HeapTuple	tuple;
 	MemoryContext work;
+	MemoryContext old;
 	bool		own_work;
 
 	if (!upcast_event(c, slot, hold, &data, &type, &schema, &work, &own_work))
@@ -616,10 +780,10 @@ es_upcast_put(EsUpcaster *u, TupleTableSlot *slot, EsScopeHold *hold,
 	saved[0] = slot->tts_values[Anum_es_events_data - 1];
 	saved[1] = slot->tts_values[Anum_es_events_event_type - 1];
 	saved[2] = slot->tts_values[Anum_es_events_schema_version - 1];
-	slot->tts_values[Anum_es_events_data - 1] = data;
-	slot->tts_values[Anum_es_events_event_type - 1] = PointerGetDatum(type);
-	slot->tts_values[Anum_es_events_schema_version - 1] = Int32GetDatum(schema);
-	tuplestore_putvalues(ts, desc, slot->tts_values, slot->tts_isnull);
+	old = MemoryContextSwitchTo(work);
+	tuple = upcast_row(slot, data, type, schema);
+	MemoryContextSwitchTo(old);
+	tuplestore_puttuple(ts, tuple);
 	slot->tts_values[Anum_es_events_data - 1] = saved[0];
 	slot->tts_values[Anum_es_events_event_type - 1] = saved[1];
 	slot->tts_values[Anum_es_events_schema_version - 1] = saved[2];
