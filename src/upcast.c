@@ -682,15 +682,19 @@ splice_row(TupleTableSlot *slot, HeapTuple stored, int first)
 static HeapTuple
 upcast_row(TupleTableSlot *slot, Datum data, text *type, int32 schema)
 {
+	HeapTuple	stored = NULL;
 	HeapTuple	tuple = NULL;
 	bool		renamed;
 
+	/* the stored tuple, when the slot holds one (not virtual contents) */
+	if (TTS_IS_BUFFERTUPLE(slot) || TTS_IS_HEAPTUPLE(slot))
+		stored = ((HeapTupleTableSlot *) slot)->tuple;
 	renamed = (Pointer) type != DatumGetPointer(slot->tts_values[Anum_es_events_event_type - 1]);
 	slot->tts_values[Anum_es_events_data - 1] = data;
 	slot->tts_values[Anum_es_events_event_type - 1] = PointerGetDatum(type);
 	slot->tts_values[Anum_es_events_schema_version - 1] = Int32GetDatum(schema);
-	if (TTS_IS_BUFFERTUPLE(slot) || TTS_IS_HEAPTUPLE(slot))
-		tuple = splice_row(slot, ExecFetchSlotHeapTuple(slot, false, NULL),
+	if (stored != NULL)
+		tuple = splice_row(slot, stored,
 						   renamed ? Anum_es_events_event_type : Anum_es_events_data);
 	if (tuple == NULL)
 		tuple = heap_form_tuple(slot->tts_tupleDescriptor, slot->tts_values, slot->tts_isnull);
