@@ -363,7 +363,7 @@ es_load(PG_FUNCTION_ARGS)
 	/* the upcasters' scope is held across events (callback.c) */
 	while ((slot = es_stream_scan_next(scan)) != NULL)
 	{
-		/* an upcast event goes in as its values: its row is formed once */
+		/* an upcast event goes straight into the result: its row made once */
 		if (!es_upcast_put(upcaster, slot, &hold, rsinfo->setResult, rsinfo->setDesc))
 			emit(rsinfo, slot);
 	}

@@ -545,7 +545,8 @@ upcast_release(EsUpcastCache *c, MemoryContext work, bool own_work)
  *		expanded, a dropped column, a stored tuple from before a column was
  *		added, or a pass-by-value column just before 'first'.
  *
- * Forming the whole row costs about as much as a cheap upcaster; most of an
+ * Forming the whole row from its values (heap_form_tuple) took about 7 % of
+ * an es_load through a cheap 2-step chain, several times a copy; most of an
  * event (position, stream, version, id, type) lies before its data.
  */
 static HeapTuple
