@@ -2,7 +2,7 @@
 # bench/upcast_bench.sh: the cost of upcasting on reads, and of the audit
 # metadata settings on appends, with pgbench.
 #
-#   bench/upcast_bench.sh                 full run (~6 min on 2 cores, plus any wait)
+#   bench/upcast_bench.sh                 full run (~7 min on 2 cores, plus any wait)
 #   bench/upcast_bench.sh --quick         smoke test (-d 1 -r 1, ~1 min)
 #   bench/upcast_bench.sh -d 5 -r 5       5 rounds of 5 s runs
 #   bench/upcast_bench.sh --existing      use the server that PGHOST/PGPORT/
@@ -63,6 +63,21 @@
 # upcasters, when other types have some; expected ~1.0).  Before measuring,
 # the script checks at DEBUG1 that both SQL steps are reported "evaluated as
 # an expression", and that with the setting off none is.
+#
+# The ceiling: two more variants read up-1's 1,000 rows in _up without
+# es_load, by a plain ordered SELECT on es_events (the same index scan):
+#
+#   sel     the rows as stored (bench/upcast_select{,_count}.sql)
+#   selx    the rows with the two steps' expressions written inline in the
+#           query, each evaluated once per row, and event_type and
+#           schema_version as es_load gives them: the same rows as
+#           es_load('up-1') (checked before measuring;
+#           bench/upcast_select_expr{,_count}.sql)
+#
+# A second table gives up/plain again, up/selx (how close the upcast read
+# is to computing the same expressions in a query: no implementation can
+# avoid computing them), selx/sel (what the expressions themselves cost a
+# query) and plain/sel (es_load against a SELECT, without upcasting).
 #
 # Part 2, appending with the audit metadata settings (claim: set/unset >=
 # 0.95).  es_append to 'bench-' || random(1, 10000), expected version NULL,
@@ -235,12 +250,17 @@ NOT_INLINED=$(PGOPTIONS='-c client_min_messages=debug1 -c event_sourcing.inline_
   || die "$DB_NONE must return up-1 as stored"
 [[ $(qdb "$DB_UP" -c "SELECT (SELECT array_agg(e ORDER BY stream_version) FROM es_load('plain-1') e) = (SELECT array_agg(e ORDER BY stream_version) FROM es_events e WHERE stream_id = 'plain-1')") == t ]] \
   || die "es_load('plain-1') must return the stored rows"
+# the inline-expression SELECT returns what es_load('up-1') returns, row for row
+[[ $(qdb "$DB_UP" -c "SELECT (SELECT array_agg(x::text) FROM ($(grep -v '^--' "$HERE/upcast_select_expr.sql" | tr '\n' ' ' | sed 's/; *$//')) x) = (SELECT array_agg(e::text) FROM es_load('up-1') e)") == t ]] \
+  || die "bench/upcast_select_expr.sql must return the rows of es_load('up-1')"
 
-VARIANTS=(up off pl plain none)
-declare -A RDB=([up]=$DB_UP [off]=$DB_UP [pl]=$DB_UP [plain]=$DB_UP [none]=$DB_NONE)
-declare -A RSTREAM=([up]=up [off]=up [pl]=pl [plain]=plain [none]=plain)
+VARIANTS=(up off pl plain none sel selx)
+declare -A RDB=([up]=$DB_UP [off]=$DB_UP [pl]=$DB_UP [plain]=$DB_UP [none]=$DB_NONE [sel]=$DB_UP [selx]=$DB_UP)
+# the script of each variant: bench/<name>.sql, bench/<name>_count.sql
+declare -A RSCRIPT=([up]=upcast_read_up [off]=upcast_read_up [pl]=upcast_read_pl [plain]=upcast_read_plain
+                    [none]=upcast_read_plain [sel]=upcast_select [selx]=upcast_select_expr)
 declare -A ROPTS=([off]='-c event_sourcing.inline_sql_callbacks=off')
-RUNS=()
+RUNS=() CEILING=()
 # read_group KIND LABEL: the rounds of every variant for one query kind
 # ("" = all rows, "_count" = server side); prints a table row.
 read_group() {
@@ -250,7 +270,7 @@ read_group() {
     for v in $(order "$r" "${VARIANTS[@]}"); do
       while :; do
         wait_others
-        pgrun "read-$v${kind}" "upcast_read_${RSTREAM[$v]}${kind}.sql" "${RDB[$v]}" 1 on "$READ_SECS" "${ROPTS[$v]:-}"
+        pgrun "read-$v${kind}" "${RSCRIPT[$v]}${kind}.sql" "${RDB[$v]}" 1 on "$READ_SECS" "${ROPTS[$v]:-}"
         disturbed || break
       done
       ALL[$v]+="$(printf '%.0f' "$TPS") "
@@ -261,12 +281,13 @@ read_group() {
     R[$v]=$(median ${ALL[$v]})
   done
   out "| $label | ${R[up]} | ${R[off]} | ${R[pl]} | ${R[plain]} | **$(ratio "${R[up]}" "${R[plain]}")** | $(ratio "${R[off]}" "${R[plain]}") | $(ratio "${R[pl]}" "${R[plain]}") | **$(ratio "${R[up]}" "${R[off]}")** | $(ratio "${R[up]}" "${R[pl]}") | ${R[none]} | $(ratio "${R[plain]}" "${R[none]}") |"
+  CEILING+=("| $label | ${R[up]} | ${R[plain]} | ${R[sel]} | ${R[selx]} | **$(ratio "${R[up]}" "${R[plain]}")** | **$(ratio "${R[up]}" "${R[selx]}")** | $(ratio "${R[selx]}" "${R[sel]}") | $(ratio "${R[plain]}" "${R[sel]}") |")
   # shellcheck disable=SC2086
-  RUNS+=("- $label: up $(join ${ALL[up]}); off $(join ${ALL[off]}); pl $(join ${ALL[pl]}); plain $(join ${ALL[plain]}); none $(join ${ALL[none]})")
+  RUNS+=("- $label: up $(join ${ALL[up]}); off $(join ${ALL[off]}); pl $(join ${ALL[pl]}); plain $(join ${ALL[plain]}); none $(join ${ALL[none]}); sel $(join ${ALL[sel]}); selx $(join ${ALL[selx]})")
 }
 
 say "part 1: warm-up (discarded)"
-for v in "${VARIANTS[@]}"; do pgrun "warmup-read-$v" "upcast_read_${RSTREAM[$v]}_count.sql" "${RDB[$v]}" 1 on 1 "${ROPTS[$v]:-}"; done
+for v in "${VARIANTS[@]}"; do pgrun "warmup-read-$v" "${RSCRIPT[$v]}_count.sql" "${RDB[$v]}" 1 on 1 "${ROPTS[$v]:-}"; done
 
 say "part 1: reading"
 out "## 1. Reading a 1,000-event stream through a 2-step upcaster chain (1 client)"
@@ -277,6 +298,12 @@ out "| query | up (SQL inlined) | off (SQL, fmgr) | pl (PL/pgSQL) | plain | up /
 out "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 read_group "_count" "server side: \`SELECT count(e) FROM es_load(...) e\`"
 read_group "" "all rows to the client: \`SELECT * FROM es_load(...)\`"
+out ""
+out "The ceiling: up-1's rows by a plain ordered SELECT on es_events in $DB_UP, without es_load.  sel = the rows as stored (\`SELECT * FROM es_events WHERE stream_id = 'up-1' ORDER BY stream_version\`); selx = the same SELECT evaluating the two steps' expressions written inline, each once per row (\`jsonb_build_object('value', data->'amount', 'currency', data->'currency')\` over a subquery computing \`data || '{\"currency\": \"EUR\"}'\`, OFFSET 0), returning the rows of es_load('up-1') (checked).  up / selx: the upcast read against computing the same expressions in a query; selx / sel: what the expressions cost that query."
+out ""
+out "| query | up (SQL inlined) | plain | sel | selx | up / plain | up / selx | selx / sel | plain / sel |"
+out "|:---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for r in "${CEILING[@]}"; do out "$r"; done
 out ""
 out "Runs (reads/s of each $READ_SECS s run, in run order):"
 out ""

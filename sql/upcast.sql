@@ -59,6 +59,11 @@ SELECT count(*) AS same_other_columns
   FROM es_read_category('meter') r JOIN es_events e USING (global_position)
  WHERE (r.stream_id, r.stream_version, r.event_id, r.metadata, r.recorded_at)
      = (e.stream_id, e.stream_version, e.event_id, e.metadata, e.recorded_at);
+-- es_load puts an upcast event into its result as values (es_upcast_put),
+-- the others read through the slot (es_upcast_slot_held): the same rows
+SELECT count(*) AS loaded, count(*) FILTER (WHERE l::text = r::text) AS same_rows
+  FROM (SELECT * FROM es_load('meter-1') UNION ALL SELECT * FROM es_load('meter-2')) l
+  JOIN es_read_category('meter') r USING (global_position);
 -- reading changed no stored row
 SELECT * FROM regress.rows('meter-1');
 SELECT * FROM regress.rows('meter-2');
@@ -131,6 +136,9 @@ SELECT stream_version, event_type, data, schema_version FROM es_load('purse-1');
 SELECT stream_id, stream_version, event_type, data, schema_version FROM es_read_category('purse');
 SELECT stream_id, stream_version, event_type, data, schema_version
   FROM es_read_all(:upcast_start) WHERE stream_id LIKE 'purse-%';
+-- a renamed type, too (es_load's rows against es_read_category's)
+SELECT count(*) AS loaded, count(*) FILTER (WHERE l::text = r::text) AS same_rows
+  FROM es_load('purse-1') l JOIN es_read_category('purse') r USING (global_position);
 SELECT * FROM regress.rows('purse-1');
 -- upcasters belong to the event type, in every category: the bank accounts
 -- of the aggregate file read their MoneyDeposited events as FundsDeposited
@@ -403,6 +411,49 @@ SELECT stream_version, event_type, data, metadata FROM es_load('meter-2', 4);
 -- the stored metadata is what es_load returned
 SELECT count(*) AS same_metadata FROM es_load('audit-1') r JOIN es_events e USING (global_position)
  WHERE r.metadata = e.metadata;
+
+--
+-- Upcast rows of every shape: es_load (es_upcast_put) and es_read_all
+-- (es_upcast_slot_held) copy the stored columns before the first one that
+-- changed and lay out the rest: the rows equal the stored columns around
+-- the upcast ones, with small and large data and metadata, stored inline,
+-- compressed or out of line, with and without a rename.
+--
+CREATE FUNCTION regress.sized_up(d jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$ SELECT d || jsonb_build_object('pad', repeat('y', (d->>'n')::int)) $$;
+SELECT es_append('sized-1', 0, jsonb_build_array(
+    jsonb_build_object('type', 'Sized', 'data', jsonb_build_object('n', 0)),
+    jsonb_build_object('type', 'Sized', 'data', jsonb_build_object('n', 200), 'metadata', jsonb_build_object('k', 'v')),
+    jsonb_build_object('type', 'SizedOld', 'data', jsonb_build_object('n', 1)),
+    jsonb_build_object('type', 'Sized', 'data', jsonb_build_object('n', 1, 'blob', repeat('a', 5000))),
+    jsonb_build_object('type', 'SizedOld', 'data', jsonb_build_object('n', 300),
+                       'metadata', jsonb_build_object('m', repeat('m', 5000))),
+    jsonb_build_object('type', 'Sized', 'data', jsonb_build_object('n', 2, 'blob',
+                       (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 300) i))),
+    jsonb_build_object('type', 'Sized', 'data', jsonb_build_object('n', 3, 'blob', repeat('b', 500)))));
+SELECT es_define_upcaster('Sized', 1, 'regress.sized_up(jsonb)');
+SELECT es_define_upcaster('SizedOld', 1, 'regress.sized_up(jsonb)', 'SizedNew');
+-- how they are stored: short header (s), 4-byte header (l), compressed (c)
+-- or out of line (x: too large to be in a row)
+CREATE FUNCTION regress.stored_as(v jsonb) RETURNS text
+LANGUAGE sql AS $$
+    SELECT CASE WHEN pg_column_size(v) > 2000 THEN 'x'
+                WHEN pg_column_compression(v) IS NOT NULL THEN 'c'
+                WHEN pg_column_size(v) < 127 THEN 's' ELSE 'l' END
+$$;
+SELECT stream_version, event_type, regress.stored_as(data) AS data,
+       regress.stored_as(metadata) AS metadata
+  FROM es_events WHERE stream_id = 'sized-1' ORDER BY stream_version;
+-- (the expected row is built in SQL from the stored one)
+SELECT l.stream_version, l.event_type, l.schema_version, length(l.data->>'pad') AS pad,
+       l::text = ROW(e.global_position, e.stream_id, e.stream_version, e.event_id,
+                     CASE e.event_type WHEN 'SizedOld' THEN 'SizedNew' ELSE e.event_type END,
+                     regress.sized_up(e.data), e.metadata, e.recorded_at,
+                     CASE e.event_type WHEN 'SizedOld' THEN 1 ELSE 2 END)::es_events::text AS load_ok,
+       a::text = l::text AS read_all_ok
+  FROM es_load('sized-1') l JOIN es_events e USING (global_position)
+  JOIN (SELECT * FROM es_read_all(:upcast_start) WHERE stream_id = 'sized-1') a USING (global_position)
+ ORDER BY l.stream_version;
 
 --
 -- cleanup: meter_evolve takes es_events, so it must go before the extension

@@ -21,6 +21,7 @@
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 #include "utils/timestamp.h"
+#include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
 /* Limits from the contract. */
@@ -195,6 +196,8 @@ extern void es_upcast_end(EsUpcaster *u);
 extern bool es_upcast_slot(EsUpcaster *u, TupleTableSlot *slot);
 extern bool es_upcast_slot_held(EsUpcaster *u, TupleTableSlot *slot,
 								EsScopeHold *hold);
+extern bool es_upcast_put(EsUpcaster *u, TupleTableSlot *slot, EsScopeHold *hold,
+						  Tuplestorestate *ts, TupleDesc desc);
 extern const char *es_upcast_type(EsUpcaster *u, const char *type, int32 schema);
 
 /* audit.c: audit metadata from settings, notifications */

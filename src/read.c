@@ -363,8 +363,9 @@ es_load(PG_FUNCTION_ARGS)
 	/* the upcasters' scope is held across events (callback.c) */
 	while ((slot = es_stream_scan_next(scan)) != NULL)
 	{
-		es_upcast_slot_held(upcaster, slot, &hold);
-		emit(rsinfo, slot);
+		/* an upcast event goes straight into the result: its row made once */
+		if (!es_upcast_put(upcaster, slot, &hold, rsinfo->setResult, rsinfo->setDesc))
+			emit(rsinfo, slot);
 	}
 	es_scope_hold_release(&hold);
 	es_stream_scan_end(scan);
