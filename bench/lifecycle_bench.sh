@@ -247,9 +247,9 @@ tx_between() {
 tx_end() { cat "$PGLOG".[0-9]* | awk '{ t = $5 + $6 / 1e6; if (t > m) m = t } END { printf "%.6f", m }'; }
 
 part_retention() {
-  local r v pid end rate
+  local r v pid end
   declare -gA DPS=() TPS_DURING=() TPS_ALONE=() PASS_S=()
-  FILL_S= OUTLASTED=0
+  FILL_S='' OUTLASTED=0 CALLS_ALL=''
   say "part 1: retention of a $EVENTS-event category, $RETENTION_ROUNDS round(s)"
   for ((r = 1; r <= RETENTION_ROUNDS; r++)); do
     for v in $(order "$r" pass pass+append append); do
@@ -260,16 +260,18 @@ part_retention() {
           RUN=$((RUN + 1))
           say "  run $RUN: the pass alone"
           pass "$(printf '%s/%03d-pass' "$LOGDIR" "$RUN")"
+          CALLS_ALL+="$CALLS "
           DPS[pass]+="$(awk -v n="$DELETED" -v a="$P0" -v b="$P1" 'BEGIN { printf "%.0f", n / (b - a) }') "
           PASS_S[pass]+="$(awk -v a="$P0" -v b="$P1" 'BEGIN { printf "%.1f", b - a }') "
           ;;
         pass+append)
-          ( sleep 2; RUN=$((RUN + 1)); pass "$(printf '%s/%03d-pass-during' "$LOGDIR" "$RUN")"; echo "$P0 $P1 $DELETED" >"$LOGDIR/pass-times" ) &
+          # shellcheck disable=SC2030,SC2031  # the subshell's run number, the parent counts it after
+          ( sleep 2; pass "$(printf '%s/%03d-pass-during' "$LOGDIR" "$((RUN + 2))")"; echo "$P0 $P1 $DELETED $CALLS" >"$LOGDIR/pass-times" ) &
           pid=$!
           append_run pass+append
           wait "$pid" || die "the pass during pgbench failed"
           RUN=$((RUN + 1))
-          read -r P0 P1 DELETED <"$LOGDIR/pass-times"
+          read -r P0 P1 DELETED CALLS <"$LOGDIR/pass-times"
           end=$(tx_end)
           if awk -v a="$P1" -v b="$end" 'BEGIN { exit !(a > b) }'; then
             OUTLASTED=1
@@ -277,6 +279,7 @@ part_retention() {
           else
             end=$P1
           fi
+          CALLS_ALL+="$CALLS "
           TPS_DURING[x]+="$(tx_between "$P0" "$end") "
           DPS[pass+append]+="$(awk -v n="$DELETED" -v a="$P0" -v b="$P1" 'BEGIN { printf "%.0f", n / (b - a) }') "
           PASS_S[pass+append]+="$(awk -v a="$P0" -v b="$P1" 'BEGIN { printf "%.1f", b - a }') "
@@ -294,7 +297,8 @@ part_retention() {
   dps_alone=$(median ${DPS[pass]}) dps_during=$(median ${DPS[pass+append]}) tps_d=$(median ${TPS_DURING[x]}) tps_a=$(median ${TPS_ALONE[x]})
   out "## 1. Retention pass on a $EVENTS-event category"
   out ""
-  out "- category 'metric': $STREAMS streams x $STREAM_EVENTS events recorded in 2020, es_import'ed (fill: $(join $FILL_S) s), \`es_set_retention('metric', max_age => '30 days')\`; the pass deletes $EXPECT_DELETED events (each stream keeps its newest) with \`es_apply_retention($BATCH)\` called (each call committed) until it returns less than $BATCH"
+  # shellcheck disable=SC2086
+  out "- category 'metric': $STREAMS streams x $STREAM_EVENTS events recorded in 2020, es_import'ed (fill: $(join $FILL_S) s), \`es_set_retention('metric', max_age => '30 days')\`; the pass deletes $EXPECT_DELETED events (each stream keeps its newest) with \`es_apply_retention($BATCH)\` called (each call committed) until it returns less than $BATCH ($(join $CALLS_ALL) calls)"
   out "- appends: \`pgbench -n -M prepared -c 4 -j 2 -T $PASS_SECONDS -f bench/es_append_1.sql\` (one event to 'bench-' || random(1, 10000)), synchronous_commit on; the pass starts 2 s after pgbench; events/s from pgbench's transaction log: during the pass (pass+append) or from 2 s to the end (append)"
   out "- mode ${MODES%% *}; each variant from a fresh fill, $RETENTION_ROUNDS round(s), order reversed every round; medians"
   out ""
@@ -329,14 +333,14 @@ part_remove() {
     for ((i = 0; i <= RUNS; i++)); do
       echo "SELECT event_id AS id FROM es_events WHERE stream_id = 'redact-$i' AND stream_version = 500 \\gset"
       for op in $(order "$i" redact delete); do
-        echo "\\echo $op $i"
-        echo "\\timing on"
+        printf '\\echo %s %s\n' "$op" "$i"
+        printf '\\timing on\n'
         if [[ $op == redact ]]; then
           echo "SELECT es_redact_event(:'id', ARRAY['email', 'address.street'], 'bench');"
         else
           echo "SELECT es_delete_stream('gone-$i', NULL, 'bench');"
         fi
-        echo "\\timing off"
+        printf '\\timing off\n'
       done
     done
   } >"$script"
