@@ -3,9 +3,9 @@
 # a retention pass, es_redact_event and es_delete_stream, and what 1.5 costs
 # the append path when nothing is deleted.
 #
-#   bench/lifecycle_bench.sh --build        full run (~12 min on 2 cores)
+#   bench/lifecycle_bench.sh --build        full run (~15 min on 2 cores)
 #   bench/lifecycle_bench.sh --quick        smoke test (100,000-event category,
-#                                           5 runs, -d 1 -r 1; ~3 min)
+#                                           5 runs, -d 1 -r 1; ~1 min)
 #   bench/lifecycle_bench.sh -d 5 -r 6      part 3: 6 rounds of 5 s runs
 #   bench/lifecycle_bench.sh --old REV      part 3's baseline (default 6ad03d8,
 #                                           main before issue 12, 1.4)
@@ -13,8 +13,9 @@
 #   PARTS="retention remove append" ...     which parts (default all three)
 #   STREAMS=10000 STREAM_EVENTS=100 ...     part 1's category (default 10,000
 #                                           streams x 100 events = 1,000,000)
-#   RETENTION_ROUNDS=3 PASS_SECONDS=40 ...  part 1's rounds and pgbench length
+#   RETENTION_ROUNDS=3 PASS_SECONDS=30 ...  part 1's rounds and pgbench length
 #   RUNS=21 ...                             part 2's runs of each call
+#   BATCH=10000 ...                         part 1's es_apply_retention(max_events)
 #   MODES="preload plain" SYNCS="off on"    part 3's modes and settings
 #
 # The script always builds (--build is accepted and changes nothing; it
@@ -34,8 +35,9 @@
 # Part 1, retention: a category 'metric' of STREAMS x STREAM_EVENTS events,
 # recorded in 2020, imported with es_import (bench/lifecycle_setup.sql,
 # bench/lifecycle_fill.sql), policy es_set_retention('metric', max_age =>
-# '30 days').  The pass: es_apply_retention(10000), each call committed,
-# called until it returns less than 10000 (procedure bench_retention_pass);
+# '30 days').  The pass: es_apply_retention(BATCH) (default 10000), each
+# call committed, called until it returns less than BATCH (procedure
+# bench_retention_pass);
 # it deletes all but each stream's newest event.  Three variants, each from
 # a fresh fill (extension re-created, import, VACUUM ANALYZE, CHECKPOINT),
 # in an order reversed every round:
@@ -46,8 +48,8 @@
 #   - append:      the same pgbench run, no pass.
 # Deleted events/s = deleted / the pass's wall time (client-timed).  Append
 # throughput from pgbench's per-transaction log (-l): transactions completed
-# during the pass (pass+append), or from 2 s after the start to the end of
-# the run (append), per second.  A pass outlasting pgbench is flagged.
+# during the pass (pass+append), or (append) in the same window: from 2 s
+# after the start, for the median length of the passes under load.  A pass outlasting pgbench is flagged.
 # synchronous_commit on (the default) for both.
 #
 # Part 2, removal: 2 x (RUNS + 1) streams of 1,000 events imported into a
@@ -104,11 +106,12 @@ PARTS=${PARTS:-retention remove append}
 STREAMS=${STREAMS:-10000}
 STREAM_EVENTS=${STREAM_EVENTS:-100}
 RETENTION_ROUNDS=${RETENTION_ROUNDS:-3}
-PASS_SECONDS=${PASS_SECONDS:-40}
+PASS_SECONDS=${PASS_SECONDS:-30}
 RUNS=${RUNS:-21}
+BATCH=${BATCH:-10000}
 MODES=${MODES:-preload plain}
 SYNCS=${SYNCS:-off on}
-for v in STREAMS STREAM_EVENTS RETENTION_ROUNDS PASS_SECONDS RUNS; do
+for v in STREAMS STREAM_EVENTS RETENTION_ROUNDS PASS_SECONDS RUNS BATCH; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$v: a positive integer" >&2; exit 2; }
 done
 ((STREAM_EVENTS >= 2 && PASS_SECONDS >= 5)) || { echo "STREAM_EVENTS >= 2, PASS_SECONDS >= 5" >&2; exit 2; }
@@ -135,7 +138,7 @@ PGCONF=()
 args=(-d "$DURATION" -r "$ROUNDS" --old "$OLD_REV" --new "$NEW_REV")
 ((QUICK == 0)) || args+=(--quick)
 PARTS="$PARTS" STREAMS="$STREAMS" STREAM_EVENTS="$STREAM_EVENTS" RETENTION_ROUNDS="$RETENTION_ROUNDS" \
-  PASS_SECONDS="$PASS_SECONDS" RUNS="$RUNS" MODES="$MODES" SYNCS="$SYNCS" es_bench_virtualenv "${args[@]}"
+  PASS_SECONDS="$PASS_SECONDS" RUNS="$RUNS" BATCH="$BATCH" MODES="$MODES" SYNCS="$SYNCS" es_bench_virtualenv "${args[@]}"
 PGCONF=("${PGCONF_ENV[@]}")
 
 # ---------------------------------------------------------------------------
@@ -149,7 +152,6 @@ PGRUN_DIGITS=3
 START=$SECONDS
 EVENTS=$((STREAMS * STREAM_EVENTS))
 EXPECT_DELETED=$((STREAMS * (STREAM_EVENTS - 1)))
-BATCH=10000
 BUILDS=$(mktemp -d -t es_lifecycle_build.XXXXXX)
 chmod 755 "$BUILDS"   # the servers run as postgres
 cleanup() { es_bench_cluster_drop_all; rm -rf "$BUILDS"; }
@@ -249,7 +251,7 @@ tx_end() { cat "$PGLOG".[0-9]* | awk '{ t = $5 + $6 / 1e6; if (t > m) m = t } EN
 part_retention() {
   local r v pid end
   declare -gA DPS=() TPS_DURING=() TPS_ALONE=() PASS_S=()
-  FILL_S='' OUTLASTED=0 CALLS_ALL=''
+  FILL_S='' OUTLASTED=0 CALLS_ALL='' ALONE_RUNS=()
   say "part 1: retention of a $EVENTS-event category, $RETENTION_ROUNDS round(s)"
   for ((r = 1; r <= RETENTION_ROUNDS; r++)); do
     for v in $(order "$r" pass pass+append append); do
@@ -287,10 +289,19 @@ part_retention() {
         append)
           A0=$(now)
           append_run append
-          TPS_ALONE[x]+="$(tx_between "$(awk -v a="$A0" 'BEGIN { printf "%.6f", a + 2 }')" "$(tx_end)") "
+          ALONE_RUNS+=("$A0 $PGLOG")
           ;;
       esac
     done
+  done
+  # appends alone: over the same window as during a pass, from 2 s after
+  # pgbench's start for the median length of the passes under load
+  local a0 len x
+  # shellcheck disable=SC2086
+  len=$(median_fmt %.6f ${PASS_S[pass+append]})
+  for x in "${ALONE_RUNS[@]}"; do
+    a0=${x%% *} PGLOG=${x#* }
+    TPS_ALONE[x]+="$(tx_between "$(awk -v a="$a0" 'BEGIN { printf "%.6f", a + 2 }')" "$(awk -v a="$a0" -v l="$len" 'BEGIN { printf "%.6f", a + 2 + l }')") "
   done
   local dps_alone dps_during tps_d tps_a
   # shellcheck disable=SC2086
@@ -299,7 +310,7 @@ part_retention() {
   out ""
   # shellcheck disable=SC2086
   out "- category 'metric': $STREAMS streams x $STREAM_EVENTS events recorded in 2020, es_import'ed (fill: $(join $FILL_S) s), \`es_set_retention('metric', max_age => '30 days')\`; the pass deletes $EXPECT_DELETED events (each stream keeps its newest) with \`es_apply_retention($BATCH)\` called (each call committed) until it returns less than $BATCH ($(join $CALLS_ALL) calls)"
-  out "- appends: \`pgbench -n -M prepared -c 4 -j 2 -T $PASS_SECONDS -f bench/es_append_1.sql\` (one event to 'bench-' || random(1, 10000)), synchronous_commit on; the pass starts 2 s after pgbench; events/s from pgbench's transaction log: during the pass (pass+append) or from 2 s to the end (append)"
+  out "- appends: \`pgbench -n -M prepared -c 4 -j 2 -T $PASS_SECONDS -f bench/es_append_1.sql\` (one event to 'bench-' || random(1, 10000)), synchronous_commit on; the pass starts 2 s after pgbench; events/s from pgbench's transaction log: completed during the pass (pass+append), or (append) from 2 s after the start for the median length of the passes under load"
   out "- mode ${MODES%% *}; each variant from a fresh fill, $RETENTION_ROUNDS round(s), order reversed every round; medians"
   out ""
   out "| variant | pass (s) | deleted events/s | appended events/s | / append alone |"
@@ -425,7 +436,7 @@ out "- client: $(pgbench --version), psql, on the same machine, TCP to localhost
 out "- new: commit $NEW_REV ($(git -C "$ES_BENCH_ROOT" log -1 --format=%s "$NEW_REV" | cut -c1-80)...)"
 out "- old (part 3 only): commit $OLD_REV ($(git -C "$ES_BENCH_ROOT" log -1 --format=%s "$OLD_REV" | cut -c1-80)...)"
 out "- both built into private directories and loaded through extension_destdir/dynamic_library_path; two throwaway clusters (pg_virtualenv environment, pg_createcluster 15 new|old) with \`$(printf -- '--pgoption %s ' "${PGCONF[@]}")\`"
-out "- command: \`$(printf '%q ' PARTS="$PARTS" STREAMS="$STREAMS" STREAM_EVENTS="$STREAM_EVENTS" RETENTION_ROUNDS="$RETENTION_ROUNDS" PASS_SECONDS="$PASS_SECONDS" RUNS="$RUNS" MODES="$MODES" SYNCS="$SYNCS" bench/lifecycle_bench.sh -d "$DURATION" -r "$ROUNDS" --old "$(git -C "$ES_BENCH_ROOT" rev-parse --short "$OLD_REV")")\`"
+out "- command: \`$(printf '%q ' PARTS="$PARTS" STREAMS="$STREAMS" STREAM_EVENTS="$STREAM_EVENTS" RETENTION_ROUNDS="$RETENTION_ROUNDS" PASS_SECONDS="$PASS_SECONDS" RUNS="$RUNS" BATCH="$BATCH" MODES="$MODES" SYNCS="$SYNCS" bench/lifecycle_bench.sh -d "$DURATION" -r "$ROUNDS" --old "$(git -C "$ES_BENCH_ROOT" rev-parse --short "$OLD_REV")")\`"
 out ""
 
 LOW=() RUNS_TXT=() MAPPED=() APPEND_ROWS=()
