@@ -25,7 +25,8 @@
 # side by side in one throwaway pg_virtualenv environment with identical
 # settings (PGCONF below, fsync on) apart from extension_destdir and
 # dynamic_library_path; the report names the library each server mapped.
-# Parts 1 and 2 run on "new" only, in the first mode of MODES; "old" is idle.
+# Part 3 runs first (both clusters fresh), its modes in reverse order; then
+# parts 1 and 2 on "new" only, in the first mode of MODES; "old" is idle.
 # Modes: "preload" = shared_preload_libraries = '$libdir/event_sourcing'
 # (es_append reads stream heads from the shared head cache), "plain" = not
 # preloaded (the head is read from the index, where 1.5 adds the tombstone
@@ -322,7 +323,7 @@ part_retention() {
   out "| 4 appenders alone | - | - | $tps_a | 1.00 |"
   out ""
   # shellcheck disable=SC2086
-  RUNS_TXT+=("- part 1, every round: pass alone $(join ${DPS[pass]}) deleted/s; pass during appends $(join ${DPS[pass+append]}) deleted/s; appends during the pass $(join ${TPS_DURING[x]}) events/s; appends alone $(join ${TPS_ALONE[x]}) events/s")
+  RUNS_TXT+=("- part 1, every round: pass alone $(join ${DPS[pass]}) deleted/s; pass during appends $(join ${DPS[pass+append]}) deleted/s; appends during the pass $(join ${TPS_DURING[x]}) events/s; appends alone $(join ${TPS_ALONE[x]}) events/s; during/alone per round $(paste -d' ' <(tr ' ' '\n' <<<"${TPS_DURING[x]}") <(tr ' ' '\n' <<<"${TPS_ALONE[x]}") | awk 'NF == 2 { printf "%s%.2f", s, $1 / $2; s = ", " }')")
   if ((OUTLASTED)); then
     out "(a pass outlasted its pgbench run of $PASS_SECONDS s: the appends were measured until pgbench ended; raise PASS_SECONDS)"
     out ""
@@ -441,21 +442,27 @@ out ""
 
 LOW=() RUNS_TXT=() MAPPED=() APPEND_ROWS=()
 FIRST_MODE=${MODES%% *}
+# Part 3 first, while both clusters are equally fresh (parts 1 and 2 write
+# gigabytes of WAL on "new"), its modes in reverse order, so that the first
+# mode is the current one for parts 1 and 2.
+if [[ " $PARTS " == *" append "* ]]; then
+  # shellcheck disable=SC2086
+  for MODE in $(order 2 $MODES); do
+    say "mode $MODE: restarting both clusters"
+    set_mode "$MODE"
+    part_append_mode
+  done
+fi
 if [[ " $PARTS " == *" retention "* || " $PARTS " == *" remove "* ]]; then
-  say "mode $FIRST_MODE: restarting both clusters"
-  set_mode "$FIRST_MODE"
+  if [[ " $PARTS " != *" append "* || $MODE != "$FIRST_MODE" ]]; then
+    say "mode $FIRST_MODE: restarting both clusters"
+    set_mode "$FIRST_MODE"
+  fi
   on new qdb -v streams="$STREAMS" -v stream_events="$STREAM_EVENTS" -v runs="$RUNS" -f "$HERE/lifecycle_setup.sql" >/dev/null
   [[ " $PARTS " != *" retention "* ]] || part_retention
   [[ " $PARTS " != *" remove "* ]] || part_remove
-  # leave the store small for part 3 (which re-creates it anyway)
-  on new qdb -c "DROP EXTENSION event_sourcing" -c "CREATE EXTENSION event_sourcing" -c "CHECKPOINT" >/dev/null
 fi
 if [[ " $PARTS " == *" append "* ]]; then
-  for MODE in $MODES; do
-    # parts 1-2 left the clusters in the first mode
-    [[ $MODE == "$FIRST_MODE" && ${#MAPPED[@]} -gt 0 ]] || { say "mode $MODE: restarting both clusters"; set_mode "$MODE"; }
-    part_append_mode
-  done
   out "## 3. The append path when nothing is deleted: 1.5 (new) vs 1.4 (old)"
   out ""
   out "- \`pgbench -n -M prepared -c 4 -j 2 -T $DURATION -f bench/es_append_1.sql\` (one event per transaction to 'bench-' || random(1, 10000)); every run from an empty store after a CHECKPOINT; $ROUNDS round(s) of one run per build, new/old order reversed every round; medians"
