@@ -35,7 +35,9 @@
 #		 sink row; each of the three instances of member 0 handled events;
 #		 the rows the killed batch had inserted were rolled back (a gap in
 #		 the sink's sequence) and its event was handled, once, by the next
-#		 instance; the surviving consumers end without error.
+#		 instance (these four checks are skipped when kill 1 could not be
+#		 staged inside a batch within 5 s); the surviving consumers end
+#		 without error.
 #	  2. One active consumer per member.  Subscription solo (group_size 1).
 #		 A first instance (psql session) reads 10 events and acknowledges
 #		 the 5th.  A second instance gets 55P03 from es_subscription_read,
