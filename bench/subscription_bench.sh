@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# bench/subscription_bench.sh: a consumer of a subscription, reading 1,000
+# events at a time to the client and acknowledging each batch, vs es_read_all
+# paging the same events (issue 13; target >= 0.9).
+#
+#   bench/subscription_bench.sh                  1,000,000 events, 9 rounds
+#   bench/subscription_bench.sh --quick          100,000 events, 1 round
+#   MODES=preload bench/subscription_bench.sh    only with the library preloaded
+#                                                (default MODES="plain preload")
+#   bench/subscription_bench.sh -n 500000 -r 3   other sizes and rounds
+#   bench/subscription_bench.sh --existing       the server libpq's environment
+#                                                points at (a new database in it)
+#   bench/subscription_bench.sh --build          measure the repository's HEAD
+#                                                commit, built into a private directory
+#
+# The structure is bench/catchup_bench.sh's; only the variants differ.
+#
+# Default: a throwaway PostgreSQL 15 cluster made by Debian's pg_virtualenv
+# (bench/lib.sh) with the settings of PGCONF below; everything happens in a
+# new database es_subsc_<pid>, dropped at the end.  Modes (MODES), measured
+# one after the other on the same data, the cluster restarted in between:
+# "plain" = library not preloaded (es_read_all's bound then looks for the
+# private locks of in-flight appenders), "preload" = shared_preload_libraries
+# = '$libdir/event_sourcing' (the bound reads the shared-memory slots).
+# There is no appender during the reads.  With --existing, only the server's
+# own mode (no restart).
+#
+# Data: N events (-n, default 1,000,000; a multiple of 1,000) appended by
+# es_append in batches of 1,000 to 100 streams in turn, data {"amount": k,
+# "currency": "EUR"}; then VACUUM ANALYZE and CHECKPOINT.  The script checks
+# that the positions are exactly 1..N and that es_read_all and the SELECT
+# return the same rows (first, middle and last page, whole rows compared).
+#
+# Variants, each a pgbench script run by one client (-c 1 -j 1 -n -M
+# prepared) for N/1,000 transactions, one page each, starting after 0
+# (-D last=0) and moving on by 1,000 (positions are dense), so a run reads the
+# whole log once, every row to pgbench (libpq receives and stores each page):
+#   es_read_all          bench/catchup_es_read_all.sql
+#                        SELECT * FROM es_read_all(:last, 1000)
+#   subscription + ack   bench/subscription_read_ack.sql: BEGIN;
+#                        SELECT * FROM es_subscription_read('bench', 1000);
+#                        SELECT es_subscription_ack('bench', :last + 1000); COMMIT
+#                        (subscription 'bench': every event, one member; its
+#                        checkpoint is reset to 0 before each run)
+# Per mode, after a discarded warm-up pass of each, -r N rounds (default 9)
+# of one run of each, the order reversed every round.  events/s = pages/s x 1,000;
+# the table shows the median of the rounds and es_read_all / SELECT (target
+# >= 0.9).  Report on stdout (Markdown) and, with the pgbench logs, in a
+# directory printed at the end; progress on stderr.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
+DURATION=
+ROUNDS=9
+MODES=${MODES:-plain preload}
+EXISTING=0
+BUILD=0
+EVENTS=
+for a in "$@"; do [[ $a != --quick ]] || EVENTS=${EVENTS:-100000}; done
+want_n=0
+es_bench_option() {
+  if ((want_n)); then EVENTS=$1; want_n=0; return 0; fi
+  case $1 in -n|--events) want_n=1 ;; *) return 1 ;; esac
+}
+es_bench_args "$@"
+((want_n == 0)) || { echo "-n needs a number of events" >&2; exit 2; }
+EVENTS=${EVENTS:-1000000}
+[[ $EVENTS =~ ^[1-9][0-9]*000$ ]] || { echo "-n: a positive multiple of 1,000" >&2; exit 2; }
+PAGES=$((EVENTS / 1000))
+
+PGCONF=(
+  shared_buffers=1GB       # the whole log stays in memory
+  fsync=on
+  max_wal_size=8GB         # no checkpoint while loading
+  checkpoint_timeout=30min
+  autovacuum=off           # no background noise; the script vacuums
+)
+for m in $MODES; do [[ $m == preload || $m == plain ]] || { echo "MODES: plain and/or preload" >&2; exit 2; }; done
+MODES="$MODES" es_bench_virtualenv -r "$ROUNDS" -n "$EVENTS"
+
+# ---------------------------------------------------------------------------
+unset PGOPTIONS
+LOGDIR=$(mktemp -d -t es_subsc.XXXXXX)
+REPORT="$LOGDIR/report.md"
+DB="es_subsc_$$"
+START=$SECONDS
+qdb() { PGOPTIONS='-c client_min_messages=warning' q -d "$DB" "$@"; }
+es_bench_require_extension
+q -d postgres -c "CREATE DATABASE $DB" >/dev/null
+cleanup() { q -d postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+qdb -c "CREATE EXTENSION event_sourcing" >/dev/null
+
+say "es_subsc: logs in $LOGDIR; loading $EVENTS events"
+t0=$SECONDS
+qdb >/dev/null <<EOF
+DO \$\$
+BEGIN
+    FOR b IN 0..$PAGES - 1 LOOP
+        PERFORM es_append('load-' || (b % 100), NULL,
+                          (SELECT jsonb_agg(jsonb_build_object(
+                                      'type', 'Deposited',
+                                      'data', jsonb_build_object('amount', b * 1000 + i, 'currency', 'EUR')))
+                           FROM generate_series(1, 1000) i));
+    END LOOP;
+END \$\$;
+VACUUM ANALYZE es_events;
+CHECKPOINT;
+EOF
+LOAD_SECS=$((SECONDS - t0))
+[[ $(qdb -c "SELECT count(*) = $EVENTS AND min(global_position) = 1 AND max(global_position) = $EVENTS FROM es_events") == t ]] \
+  || die "the positions are not exactly 1..$EVENTS"
+qdb -c "SELECT es_define_subscription('bench')" >/dev/null
+for after in 0 $(((PAGES / 2) * 1000)) $((EVENTS - 1000)); do
+  [[ $(qdb -c "SELECT es_subscription_reset('bench', $after);
+               SELECT (SELECT array_agg(e::text ORDER BY global_position) FROM es_read_all($after, 1000) e)
+                    = (SELECT array_agg(s::text ORDER BY global_position) FROM es_subscription_read('bench', 1000) s)
+                 AND (SELECT count(*) FROM es_read_all($after, 1000)) = 1000; SELECT es_subscription_release('bench')" | sed -n 2p) == t ]] \
+    || die "es_read_all and the subscription differ on the page after $after"
+done
+
+# run SCRIPT: one pass (pgbench -t PAGES), checked; sets EVS and LAT.
+run() {
+  local log
+  RUN=$((RUN + 1))
+  log=$(printf '%s/%03d-%s.log' "$LOGDIR" "$RUN" "${1%.sql}")
+  say "  run $RUN: ${NAME[$1]}, $PAGES pages"
+  qdb -c "SELECT es_subscription_reset('bench', 0)" >/dev/null
+  es_bench_pgbench "$log" -c 1 -j 1 -t "$PAGES" -D last=0 -f "$HERE/$1" "$DB"
+  [[ $TX == "$PAGES" ]] || die "$log: $TX pages read, expected $PAGES"
+  EVS=$(awk -v t="$TPS" 'BEGIN { printf "%.0f", t * 1000 }')
+  LAT=$(sed -nE 's/^latency average = ([0-9.]+) ms$/\1/p' "$log")
+}
+
+out "# event_sourcing: a subscription consumer (read 1,000 + ack a transaction) vs es_read_all paging, every row to the client"
+out ""
+out "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+out "- machine: $(es_bench_machine), load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
+out "- server: $(qdb -c 'SELECT version()')"
+out "- client: $(pgbench --version), on the same machine, connecting to ${PGHOST:-the default socket}"
+if ((EXISTING)); then
+  out "- cluster: existing server (--existing), database $DB"
+else
+  out "- cluster: throwaway, \`pg_virtualenv -t -v 15$(printf ' -o %s' "${PGCONF[@]}")\`"
+fi
+out "- extension: $(es_bench_extension)"
+out "- log: $EVENTS events (es_append, 1,000-event batches, 100 streams; loaded in $LOAD_SECS s), es_events $(qdb -c "SELECT pg_size_pretty(pg_total_relation_size('es_events'))") with its indexes"
+out "- each run: \`pgbench -n -M prepared -c 1 -j 1 -t $PAGES -D last=0 -f bench/<script>\`, one page per transaction, the whole log once; per mode a discarded warm-up pass of each, then $ROUNDS round(s), the order reversed every round; the table shows the median"
+out ""
+
+# set_mode MODE: the cluster in MODE (ALTER SYSTEM, restart); prints the mode
+# actually in force and the library mapped.
+set_mode() {
+  if ((EXISTING == 0)); then
+    if [[ $1 == preload ]]; then
+      # shellcheck disable=SC2016
+      q -d postgres -c "ALTER SYSTEM SET shared_preload_libraries = '\$libdir/event_sourcing'" >/dev/null
+    else
+      q -d postgres -c "ALTER SYSTEM RESET shared_preload_libraries" >/dev/null
+    fi
+    pg_ctlcluster 15 regress restart
+  fi
+  local spl lib="" pre
+  spl=$(qdb -c "SHOW shared_preload_libraries")
+  if ((EXISTING == 0)); then
+    pre=$(es_bench_preloaded_library)
+    [[ ($1 == preload && -n $pre) || ($1 == plain && -z $pre) ]] || die "mode $1, but the postmaster maps '$pre'"
+    lib="; the postmaster maps ${pre:-no event_sourcing.so}; a backend maps $(es_bench_loaded_library "$DB")"
+  fi
+  echo "shared_preload_libraries = '$spl'$lib"
+}
+
+declare -A NAME=([catchup_es_read_all.sql]=es_read_all [subscription_read_ack.sql]="subscription + ack")
+((EXISTING == 0)) || MODES=current
+ROWS=() RUNS=() LOW=()
+for MODE in $MODES; do
+  say "mode $MODE"
+  INFO=$(set_mode "$MODE") || exit 1
+  say "warm-up (discarded)"
+  for f in catchup_es_read_all.sql subscription_read_ack.sql; do run "$f"; done
+  declare -A ALL=() ALAT=()
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for f in $(order "$r" catchup_es_read_all.sql subscription_read_ack.sql); do
+      run "$f"
+      ALL[$f]+="$EVS " ALAT[$f]+="$LAT "
+    done
+  done
+  # shellcheck disable=SC2086
+  S=$(median ${ALL[subscription_read_ack.sql]}) E=$(median ${ALL[catchup_es_read_all.sql]})
+  # shellcheck disable=SC2086
+  SL=$(median_fmt %.3f ${ALAT[subscription_read_ack.sql]}) EL=$(median_fmt %.3f ${ALAT[catchup_es_read_all.sql]})
+  ROWS+=("| $MODE | $EVENTS | $S | $E | **$(ratio "$S" "$E")** | $SL | $EL |")
+  below "$S" "$E" 0.9 && LOW+=("$MODE ($(ratio "$S" "$E"))")
+  # shellcheck disable=SC2086
+  RUNS+=("- $MODE ($INFO): subscription + ack $(join ${ALL[subscription_read_ack.sql]}); es_read_all $(join ${ALL[catchup_es_read_all.sql]})")
+  unset ALL ALAT
+done
+out "| mode | events | subscription + ack (events/s) | es_read_all (events/s) | subscription / es_read_all | ms per batch: subscription | es_read_all |"
+out "|:---|---:|---:|---:|---:|---:|---:|"
+for l in "${ROWS[@]}"; do out "$l"; done
+out ""
+if ((${#LOW[@]})); then out "the consumer below 0.9 x es_read_all: $(join "${LOW[@]}")"; else out "The consumer is at or above 0.9 x es_read_all in every mode."; fi
+((ROUNDS >= 3)) || out "(only $ROUNDS round(s): a smoke test, not a measurement)"
+out ""
+out "Runs (events/s of each pass, in run order):"
+out ""
+for l in "${RUNS[@]}"; do out "$l"; done
+out ""
+out "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); total time $((SECONDS - START)) s"
+out "Logs: $LOGDIR"
