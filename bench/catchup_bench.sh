@@ -11,6 +11,10 @@
 #                                           points at (a new database in it)
 #   bench/catchup_bench.sh --build          measure the repository's HEAD
 #                                           commit, built into a private directory
+#   AGAINST=subscription bench/catchup_bench.sh
+#                                           a subscription consumer against
+#                                           es_read_all instead (issue 13; what
+#                                           bench/subscription_bench.sh runs)
 #
 # Default: a throwaway PostgreSQL 15 cluster made by Debian's pg_virtualenv
 # (bench/lib.sh) with the settings of PGCONF below; everything happens in a
@@ -37,6 +41,13 @@
 #   keyset SELECT  bench/catchup_select.sql
 #                  SELECT * FROM es_events WHERE global_position > :last
 #                  ORDER BY global_position LIMIT 1000
+#   or, with AGAINST=subscription, instead of the SELECT:
+#   subscription + ack   bench/subscription_read_ack.sql: BEGIN;
+#                  SELECT * FROM es_subscription_read('bench', 1000);
+#                  SELECT es_subscription_ack('bench', :last + 1000); COMMIT
+#                  (subscription 'bench': every event, one member; its
+#                  checkpoint is reset to 0 before each run); the table then
+#                  shows subscription / es_read_all (target >= 0.9)
 # Per mode, after a discarded warm-up pass of each, -r N rounds (default 9)
 # of one run of each, the order reversed every round.  events/s = pages/s x 1,000;
 # the table shows the median of the rounds and es_read_all / SELECT (target
@@ -49,6 +60,14 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DURATION=
 ROUNDS=9
 MODES=${MODES:-plain preload}
+AGAINST=${AGAINST:-select}
+declare -A NAME=([catchup_es_read_all.sql]=es_read_all [catchup_select.sql]="keyset SELECT"
+                 [subscription_read_ack.sql]="subscription + ack")
+case $AGAINST in
+  select) OTHER=catchup_select.sql ;;
+  subscription) OTHER=subscription_read_ack.sql ;;
+  *) echo "AGAINST: select or subscription" >&2; exit 2 ;;
+esac
 EXISTING=0
 BUILD=0
 EVENTS=
@@ -72,7 +91,7 @@ PGCONF=(
   autovacuum=off           # no background noise; the script vacuums
 )
 for m in $MODES; do [[ $m == preload || $m == plain ]] || { echo "MODES: plain and/or preload" >&2; exit 2; }; done
-MODES="$MODES" es_bench_virtualenv -r "$ROUNDS" -n "$EVENTS"
+MODES="$MODES" AGAINST="$AGAINST" es_bench_virtualenv -r "$ROUNDS" -n "$EVENTS"
 
 # ---------------------------------------------------------------------------
 unset PGOPTIONS
@@ -106,11 +125,18 @@ EOF
 LOAD_SECS=$((SECONDS - t0))
 [[ $(qdb -c "SELECT count(*) = $EVENTS AND min(global_position) = 1 AND max(global_position) = $EVENTS FROM es_events") == t ]] \
   || die "the positions are not exactly 1..$EVENTS"
+[[ $AGAINST == select ]] || qdb -c "SELECT es_define_subscription('bench')" >/dev/null
 for after in 0 $(((PAGES / 2) * 1000)) $((EVENTS - 1000)); do
+  if [[ $AGAINST == select ]]; then
+    page="SELECT * FROM es_events WHERE global_position > $after ORDER BY global_position LIMIT 1000"
+  else
+    page="SELECT * FROM es_subscription_read('bench', 1000)"
+    qdb -c "SELECT es_subscription_reset('bench', $after)" >/dev/null
+  fi
   [[ $(qdb -c "SELECT (SELECT array_agg(e::text ORDER BY global_position) FROM es_read_all($after, 1000) e)
-                    = (SELECT array_agg(s::text ORDER BY global_position) FROM (SELECT * FROM es_events WHERE global_position > $after ORDER BY global_position LIMIT 1000) s)
+                    = (SELECT array_agg(s::text ORDER BY global_position) FROM ($page) s)
                  AND (SELECT count(*) FROM es_read_all($after, 1000)) = 1000") == t ]] \
-    || die "es_read_all and the SELECT differ on the page after $after"
+    || die "es_read_all and the ${NAME[$OTHER]} differ on the page after $after"
 done
 
 # run SCRIPT: one pass (pgbench -t PAGES), checked; sets EVS and LAT.
@@ -119,13 +145,18 @@ run() {
   RUN=$((RUN + 1))
   log=$(printf '%s/%03d-%s.log' "$LOGDIR" "$RUN" "${1%.sql}")
   say "  run $RUN: ${NAME[$1]}, $PAGES pages"
+  [[ $1 != subscription_read_ack.sql ]] || qdb -c "SELECT es_subscription_reset('bench', 0)" >/dev/null
   es_bench_pgbench "$log" -c 1 -j 1 -t "$PAGES" -D last=0 -f "$HERE/$1" "$DB"
   [[ $TX == "$PAGES" ]] || die "$log: $TX pages read, expected $PAGES"
   EVS=$(awk -v t="$TPS" 'BEGIN { printf "%.0f", t * 1000 }')
   LAT=$(sed -nE 's/^latency average = ([0-9.]+) ms$/\1/p' "$log")
 }
 
-out "# event_sourcing: catch-up, es_read_all vs keyset SELECT, 1,000 events a page to the client"
+if [[ $AGAINST == select ]]; then
+  out "# event_sourcing: catch-up, es_read_all vs keyset SELECT, 1,000 events a page to the client"
+else
+  out "# event_sourcing: a subscription consumer (read 1,000 + ack a transaction) vs es_read_all paging, every row to the client"
+fi
 out ""
 out "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 out "- machine: $(es_bench_machine), load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
@@ -163,48 +194,62 @@ set_mode() {
   echo "shared_preload_libraries = '$spl'$lib"
 }
 
-declare -A NAME=([catchup_es_read_all.sql]=es_read_all [catchup_select.sql]="keyset SELECT")
 ((EXISTING == 0)) || MODES=current
 ROWS=() RUNS=() LOW=()
 for MODE in $MODES; do
   say "mode $MODE"
   INFO=$(set_mode "$MODE") || exit 1
   say "warm-up (discarded)"
-  for f in catchup_es_read_all.sql catchup_select.sql; do run "$f"; done
+  for f in catchup_es_read_all.sql $OTHER; do run "$f"; done
   declare -A ALL=() ALAT=()
   for ((r = 1; r <= ROUNDS; r++)); do
-    for f in $(order "$r" catchup_es_read_all.sql catchup_select.sql); do
+    for f in $(order "$r" catchup_es_read_all.sql $OTHER); do
       run "$f"
       ALL[$f]+="$EVS " ALAT[$f]+="$LAT "
     done
   done
   # shellcheck disable=SC2086
-  E=$(median ${ALL[catchup_es_read_all.sql]}) S=$(median ${ALL[catchup_select.sql]})
+  E=$(median ${ALL[catchup_es_read_all.sql]}) S=$(median ${ALL[$OTHER]})
   # shellcheck disable=SC2086
-  EL=$(median_fmt %.3f ${ALAT[catchup_es_read_all.sql]}) SL=$(median_fmt %.3f ${ALAT[catchup_select.sql]})
-  ROWS+=("| $MODE | $EVENTS | $E | $S | **$(ratio "$E" "$S")** | $EL | $SL |")
-  below "$E" "$S" 0.9 && LOW+=("$MODE ($(ratio "$E" "$S"))")
+  EL=$(median_fmt %.3f ${ALAT[catchup_es_read_all.sql]}) SL=$(median_fmt %.3f ${ALAT[$OTHER]})
+  if [[ $AGAINST == select ]]; then
+    # es_read_all is the one measured against the SELECT
+    ROWS+=("| $MODE | $EVENTS | $E | $S | **$(ratio "$E" "$S")** | $EL | $SL |")
+    below "$E" "$S" 0.9 && LOW+=("$MODE ($(ratio "$E" "$S"))")
+  else
+    # the consumer is the one measured against es_read_all
+    ROWS+=("| $MODE | $EVENTS | $S | $E | **$(ratio "$S" "$E")** | $SL | $EL |")
+    below "$S" "$E" 0.9 && LOW+=("$MODE ($(ratio "$S" "$E"))")
+  fi
   # shellcheck disable=SC2086
-  RUNS+=("- $MODE ($INFO): es_read_all $(join ${ALL[catchup_es_read_all.sql]}); keyset SELECT $(join ${ALL[catchup_select.sql]})")
+  RUNS+=("- $MODE ($INFO): es_read_all $(join ${ALL[catchup_es_read_all.sql]}); ${NAME[$OTHER]} $(join ${ALL[$OTHER]})")
   unset ALL ALAT
 done
-out "| mode | events | es_read_all (events/s) | keyset SELECT (events/s) | es_read_all / SELECT | ms per page: es_read_all | SELECT |"
+if [[ $AGAINST == select ]]; then
+  out "| mode | events | es_read_all (events/s) | keyset SELECT (events/s) | es_read_all / SELECT | ms per page: es_read_all | SELECT |"
+else
+  out "| mode | events | subscription + ack (events/s) | es_read_all (events/s) | subscription / es_read_all | ms per batch: subscription | es_read_all |"
+fi
 out "|:---|---:|---:|---:|---:|---:|---:|"
 for l in "${ROWS[@]}"; do out "$l"; done
 out ""
-if ((${#LOW[@]})); then out "es_read_all below 0.9 x the SELECT: $(join "${LOW[@]}")"; else out "es_read_all is at or above 0.9 x the SELECT in every mode."; fi
+if [[ $AGAINST == select ]]; then
+  if ((${#LOW[@]})); then out "es_read_all below 0.9 x the SELECT: $(join "${LOW[@]}")"; else out "es_read_all is at or above 0.9 x the SELECT in every mode."; fi
+elif ((${#LOW[@]})); then out "the consumer below 0.9 x es_read_all: $(join "${LOW[@]}")"; else out "The consumer is at or above 0.9 x es_read_all in every mode."; fi
 ((ROUNDS >= 3)) || out "(only $ROUNDS round(s): a smoke test, not a measurement)"
 out ""
 out "Runs (events/s of each pass, in run order):"
 out ""
 for l in "${RUNS[@]}"; do out "$l"; done
-out ""
-out "Plan of the SELECT (page after $(((PAGES / 2) * 1000))):"
-out ""
-out '```'
-qdb -c "EXPLAIN SELECT * FROM es_events WHERE global_position > $(((PAGES / 2) * 1000)) ORDER BY global_position LIMIT 1000" \
-  | sed 's/  (cost=.*//' | tee -a "$REPORT"
-out '```'
+if [[ $AGAINST == select ]]; then
+  out ""
+  out "Plan of the SELECT (page after $(((PAGES / 2) * 1000))):"
+  out ""
+  out '```'
+  qdb -c "EXPLAIN SELECT * FROM es_events WHERE global_position > $(((PAGES / 2) * 1000)) ORDER BY global_position LIMIT 1000" \
+    | sed 's/  (cost=.*//' | tee -a "$REPORT"
+  out '```'
+fi
 out ""
 out "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); total time $((SECONDS - START)) s"
 out "Logs: $LOGDIR"
