@@ -348,6 +348,8 @@ extern EsStreamScan *es_stream_scan_begin(text *stream_id, int64 from, int64 to,
 extern TupleTableSlot *es_stream_scan_next(EsStreamScan *s);
 extern void es_stream_scan_end(EsStreamScan *s);
 extern int64 es_stream_head(text *stream_id, const TimestampTz *as_of);
+extern bool es_latest_lookup(Oid indexoid, ScanKey keys, int nkeys, text **stream,
+							 int64 *version);
 extern bool es_event_location(const pg_uuid_t *id, text **stream, int64 *version);
 
 /* read.c: reading the global log (read functions, async projections) */

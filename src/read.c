@@ -486,6 +486,43 @@ es_stream_version(PG_FUNCTION_ARGS)
 }
 
 /*
+ * es_latest_lookup
+ *		The first event the latest snapshot sees through an index of
+ *		es_events with these scan keys: true, with *stream (a copy) and
+ *		*version when asked for, or false.  For one-off probes outside a
+ *		read (es_wait's "is there an event after", es_execute's command ids).
+ */
+bool
+es_latest_lookup(Oid indexoid, ScanKey keys, int nkeys, text **stream, int64 *version)
+{
+	Relation	rel;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	Snapshot	snap;
+	bool		found;
+	bool		isnull;
+
+	rel = table_open(es_catalog()->events, AccessShareLock);
+	index = index_open(indexoid, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = index_beginscan(rel, index, snap, nkeys, 0);
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found && stream != NULL)
+		*stream = DatumGetTextPCopy(slot_getattr(slot, Anum_es_events_stream_id, &isnull));
+	if (found && version != NULL)
+		*version = DatumGetInt64(slot_getattr(slot, Anum_es_events_stream_version, &isnull));
+	index_endscan(scan);
+	UnregisterSnapshot(snap);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
  * es_event_location
  *		Where the latest snapshot sees an event id stored: true with *stream
  *		(a copy) and *version, or false.  (es_execute's command ids.)
@@ -493,35 +530,10 @@ es_stream_version(PG_FUNCTION_ARGS)
 bool
 es_event_location(const pg_uuid_t *id, text **stream, int64 *version)
 {
-	const EsCatalog *cat = es_catalog();
-	Relation	rel;
-	Relation	index;
-	IndexScanDesc scan;
 	ScanKeyData key;
-	TupleTableSlot *slot;
-	Snapshot	snap;
-	bool		found;
-	bool		isnull;
 
-	rel = table_open(cat->events, AccessShareLock);
-	index = index_open(cat->event_id_index, AccessShareLock);
-	slot = table_slot_create(rel, NULL);
-	snap = RegisterSnapshot(GetLatestSnapshot());
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_UUID_EQ, UUIDPGetDatum(id));
-	scan = index_beginscan(rel, index, snap, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	if (found)
-	{
-		*stream = DatumGetTextPCopy(slot_getattr(slot, Anum_es_events_stream_id, &isnull));
-		*version = DatumGetInt64(slot_getattr(slot, Anum_es_events_stream_version, &isnull));
-	}
-	index_endscan(scan);
-	UnregisterSnapshot(snap);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(rel, AccessShareLock);
-	return found;
+	return es_latest_lookup(es_catalog()->event_id_index, &key, 1, stream, version);
 }
 
 /*

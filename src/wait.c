@@ -459,30 +459,11 @@ es_wait_init(void)
 bool
 es_event_after(int64 after, int64 upto)
 {
-	const EsCatalog *cat = es_catalog();
-	Relation	rel;
-	Relation	index;
-	IndexScanDesc scan;
 	ScanKeyData keys[2];
-	TupleTableSlot *slot;
-	Snapshot	snap;
-	bool		found;
 
-	rel = table_open(cat->events, AccessShareLock);
-	index = index_open(cat->position_index, AccessShareLock);
-	slot = table_slot_create(rel, NULL);
-	snap = RegisterSnapshot(GetLatestSnapshot());
 	ScanKeyInit(&keys[0], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
 	ScanKeyInit(&keys[1], 1, BTLessEqualStrategyNumber, F_INT8LE, Int64GetDatum(upto));
-	scan = index_beginscan(rel, index, snap, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
-	UnregisterSnapshot(snap);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(rel, AccessShareLock);
-	return found;
+	return es_latest_lookup(es_catalog()->position_index, keys, 2, NULL, NULL);
 }
 
 /*
