@@ -147,6 +147,9 @@ CREATE TABLE @extschema@.es_subscription_members (
     position        bigint NOT NULL,
     scanned_to      bigint NOT NULL DEFAULT 0,
     last_ack_at     timestamptz,
+    -- moved on by a reset or resize: a session that read before it cannot
+    -- acknowledge what it read (es_subscription_ack, 40001)
+    epoch           integer NOT NULL DEFAULT 1,
     CONSTRAINT es_subscription_members_pkey PRIMARY KEY (name, member),
     CONSTRAINT es_subscription_members_name_fkey FOREIGN KEY (name)
         REFERENCES @extschema@.es_subscription_defs (name) ON DELETE CASCADE,

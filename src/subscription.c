@@ -102,6 +102,117 @@ cmp_cstring(const void *a, const void *b)
 	return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
+/* kept plans (EsSubscriptionPlan), and the catalog generation they belong to */
+static SPIPlanPtr plans[ES_SUB_NPLANS];
+static uint64 plans_generation = 0;
+
+/*
+ * subscription_plan
+ *		The kept plan of one of the statements every read and acknowledgement
+ *		runs, prepared on first use in each catalog generation (the tables
+ *		are named with the extension's schema, operators with pg_catalog:
+ *		search_path plays no part).  Call it connected to SPI.
+ */
+static SPIPlanPtr
+subscription_plan(EsSubscriptionPlan which)
+{
+	uint64		generation = es_catalog_generation();
+	char	   *defs;
+	char	   *members;
+	char	   *sql = NULL;
+	int			nargs = 0;
+	Oid			types[5] = {TEXTOID, INT4OID, INT8OID, INT4OID, OIDOID};
+
+	if (plans_generation != generation)
+	{
+		for (int i = 0; i < ES_SUB_NPLANS; i++)
+		{
+			if (plans[i] != NULL)
+				SPI_freeplan(plans[i]);
+			plans[i] = NULL;
+		}
+		plans_generation = generation;
+	}
+	if (plans[which] != NULL)
+		return plans[which];
+
+	defs = es_qualified_name("es_subscription_defs");
+	members = es_qualified_name("es_subscription_members");
+	switch (which)
+	{
+		case ES_SUB_PLAN_LOAD:
+		case ES_SUB_PLAN_LOAD_SHARE:
+			/* $1 name, $2 member */
+			sql = psprintf("SELECT d.category, d.event_types, d.group_size, d.owner::pg_catalog.oid, "
+						   "m.position, m.scanned_to, m.epoch FROM %s d LEFT JOIN %s m "
+						   "ON m.name OPERATOR(pg_catalog.=) d.name AND m.member OPERATOR(pg_catalog.=) $2 "
+						   "WHERE d.name OPERATOR(pg_catalog.=) $1%s",
+						   defs, members,
+						   which == ES_SUB_PLAN_LOAD_SHARE ? " FOR SHARE OF d" : "");
+			nargs = 2;
+			break;
+		case ES_SUB_PLAN_ACK:
+
+			/*
+			 * $1 name, $2 member, $3 position, $4 the epoch the session read
+			 * in (NULL: it did not read), $5 the acknowledging role.  Rows of
+			 * a role that may not acknowledge are never locked; a concurrent
+			 * resize deletes the row, so the update waits for it and then
+			 * finds nothing.
+			 */
+			sql = psprintf("UPDATE %s m SET position = $3, last_ack_at = pg_catalog.now() "
+						   "FROM %s d WHERE m.name OPERATOR(pg_catalog.=) $1 "
+						   "AND m.member OPERATOR(pg_catalog.=) $2 "
+						   "AND d.name OPERATOR(pg_catalog.=) $1 "
+						   "AND m.position OPERATOR(pg_catalog.<=) $3 "
+						   "AND ($4 IS NULL OR m.epoch OPERATOR(pg_catalog.=) $4) "
+						   "AND pg_catalog.pg_has_role($5, d.owner::pg_catalog.oid, 'USAGE')",
+						   members, defs);
+			nargs = 5;
+			break;
+		case ES_SUB_PLAN_SCANNED:
+			/* $1 name, $2 member, $3 position */
+			sql = psprintf("UPDATE %s SET scanned_to = $3 WHERE name OPERATOR(pg_catalog.=) $1 "
+						   "AND member OPERATOR(pg_catalog.=) $2 AND scanned_to OPERATOR(pg_catalog.<) $3",
+						   members);
+			nargs = 3;
+			break;
+		case ES_SUB_NPLANS:
+			elog(ERROR, "no such subscription statement");
+	}
+	plans[which] = SPI_prepare(sql, nargs, types);
+	if (plans[which] == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	SPI_keepplan(plans[which]);
+	return plans[which];
+}
+
+/*
+ * es_subscription_execute
+ *		Run one of the kept statements that write (ES_SUB_PLAN_ACK,
+ *		ES_SUB_PLAN_SCANNED) as the extension owner; returns the rows it
+ *		updated.
+ */
+uint64
+es_subscription_execute(EsSubscriptionPlan which, Datum *values, const char *nulls)
+{
+	EsSavedUser saved;
+	uint64		processed;
+	int			rc;
+
+	Assert(which == ES_SUB_PLAN_ACK || which == ES_SUB_PLAN_SCANNED);
+	es_become_owner(&saved);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_plan(subscription_plan(which), values, nulls, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "updating a subscription checkpoint failed: %s", SPI_result_code_string(rc));
+	processed = SPI_processed;
+	SPI_finish();
+	es_restore_user(&saved);
+	return processed;
+}
+
 /*
  * es_subscription_load
  *		Read a subscription's definition and, when member >= 0, that
@@ -109,7 +220,7 @@ cmp_cstring(const void *a, const void *b)
  *		check the caller's membership in its owner (with check_owner: all but
  *		the es_subscriptions view do).  for_share locks the
  *		definition against a concurrent resize or drop until the end of the
- *		transaction (acks; not reads, which also run read-only).
+ *		transaction (resets and drops; not reads, which also run read-only).
  */
 void
 es_subscription_load(const char *name, int32 member, bool for_share, bool check_owner,
@@ -117,7 +228,6 @@ es_subscription_load(const char *name, int32 member, bool for_share, bool check_
 {
 	MemoryContext caller = CurrentMemoryContext;
 	EsSavedUser saved;
-	Oid			types[2] = {TEXTOID, INT4OID};
 	Datum		values[2];
 	bool		found;
 
@@ -130,14 +240,8 @@ es_subscription_load(const char *name, int32 member, bool for_share, bool check_
 	es_become_owner(&saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(psprintf("SELECT d.category, d.event_types, d.group_size, d.owner::pg_catalog.oid, "
-									   "m.position, m.scanned_to FROM %s d LEFT JOIN %s m "
-									   "ON m.name OPERATOR(pg_catalog.=) d.name AND m.member OPERATOR(pg_catalog.=) $2 "
-									   "WHERE d.name OPERATOR(pg_catalog.=) $1%s",
-									   es_qualified_name("es_subscription_defs"),
-									   es_qualified_name("es_subscription_members"),
-									   for_share ? " FOR SHARE OF d" : ""),
-							  2, types, values, NULL, !for_share, 1) != SPI_OK_SELECT)
+	if (SPI_execute_plan(subscription_plan(for_share ? ES_SUB_PLAN_LOAD_SHARE : ES_SUB_PLAN_LOAD),
+						 values, NULL, !for_share, 1) != SPI_OK_SELECT)
 		elog(ERROR, "reading subscription \"%s\" failed", name);
 	found = SPI_processed > 0;
 	if (found)
@@ -169,6 +273,7 @@ es_subscription_load(const char *name, int32 member, bool for_share, bool check_
 		s->position = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
 		s->has_member = !isnull;
 		s->scanned_to = DatumGetInt64(SPI_getbinval(tup, desc, 6, &isnull));
+		s->epoch = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
 		MemoryContextSwitchTo(old);
 	}
 	SPI_finish();
@@ -347,21 +452,23 @@ check_types_arg(ArrayType *arr)
 
 /*
  * insert_members
- *		Checkpoints for members 0 .. group_size - 1, all at 'position'.
+ *		Checkpoints for members 0 .. group_size - 1, all at 'position', in
+ *		'epoch'.
  */
 static void
-insert_members(const char *name, int32 group_size, int64 position)
+insert_members(const char *name, int32 group_size, int64 position, int32 epoch)
 {
-	Oid			types[3] = {TEXTOID, INT4OID, INT8OID};
-	Datum		values[3];
+	Oid			types[4] = {TEXTOID, INT4OID, INT8OID, INT4OID};
+	Datum		values[4];
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = Int32GetDatum(group_size);
 	values[2] = Int64GetDatum(position);
-	(void) es_execute_as_owner(psprintf("INSERT INTO %s (name, member, position) "
-										"SELECT $1, g, $3 FROM pg_catalog.generate_series(0, $2 OPERATOR(pg_catalog.-) 1) g",
+	values[3] = Int32GetDatum(epoch);
+	(void) es_execute_as_owner(psprintf("INSERT INTO %s (name, member, position, epoch) "
+										"SELECT $1, g, $3, $4 FROM pg_catalog.generate_series(0, $2 OPERATOR(pg_catalog.-) 1) g",
 										es_qualified_name("es_subscription_members")),
-							   3, types, values, NULL, SPI_OK_INSERT);
+							   4, types, values, NULL, SPI_OK_INSERT);
 }
 
 PG_FUNCTION_INFO_V1(es_define_subscription);
@@ -415,7 +522,7 @@ es_define_subscription(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("subscription \"%s\" already exists", name),
 				 errhint("Drop it first with es_drop_subscription(%s).", quote_literal_cstr(name))));
-	insert_members(name, group_size, start);
+	insert_members(name, group_size, start, 1);
 	PG_RETURN_VOID();
 }
 
@@ -452,7 +559,10 @@ PG_FUNCTION_INFO_V1(es_alter_subscription);
  * Resizes the group.  Streams move between members, so every member of the
  * new group restarts after the lowest checkpoint of the old one: events
  * between that and a member's old checkpoint may be delivered again (at
- * least once).
+ * least once).  It waits for acknowledgements in flight; an acknowledgement
+ * that comes while it is in flight waits, then fails (55000): its member
+ * is gone.  The new members are in a new epoch, so a session that read
+ * before the resize cannot acknowledge what it read (40001).
  */
 Datum
 es_alter_subscription(PG_FUNCTION_ARGS)
@@ -463,6 +573,7 @@ es_alter_subscription(PG_FUNCTION_ARGS)
 	Oid			types[2] = {TEXTOID, INT4OID};
 	Datum		values[2];
 	int64		lowest;
+	int32		epoch;
 	bool		isnull;
 	EsSavedUser saved;
 
@@ -472,7 +583,7 @@ es_alter_subscription(PG_FUNCTION_ARGS)
 	PreventCommandIfReadOnly("es_alter_subscription()");
 
 	es_subscription_load(name, -1, false, true, &s);
-	/* lock the definition: acks (FOR SHARE) wait, then see the new group */
+	/* lock the definition against concurrent resets, resizes and drops */
 	values[0] = CStringGetTextDatum(name);
 	values[1] = Int32GetDatum(group_size);
 	(void) es_execute_as_owner(psprintf("SELECT FROM %s WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE",
@@ -481,13 +592,19 @@ es_alter_subscription(PG_FUNCTION_ARGS)
 	es_become_owner(&saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_with_args(psprintf("SELECT pg_catalog.min(position) FROM %s WHERE name OPERATOR(pg_catalog.=) $1",
+	/* lock the checkpoints: acknowledgements in flight commit first */
+	if (SPI_execute_with_args(psprintf("SELECT pg_catalog.min(position), pg_catalog.max(epoch) FROM "
+									   "(SELECT position, epoch FROM %s WHERE name OPERATOR(pg_catalog.=) $1 "
+									   "FOR UPDATE) m",
 									   es_qualified_name("es_subscription_members")),
 							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "resizing subscription \"%s\" failed", name);
 	lowest = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (isnull)
 		lowest = 0;
+	epoch = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (isnull)
+		epoch = 0;
 	SPI_finish();
 	es_restore_user(&saved);
 
@@ -498,7 +615,7 @@ es_alter_subscription(PG_FUNCTION_ARGS)
 										"WHERE name OPERATOR(pg_catalog.=) $1",
 										es_qualified_name("es_subscription_defs")),
 							   2, types, values, NULL, SPI_OK_UPDATE);
-	insert_members(name, group_size, lowest);
+	insert_members(name, group_size, lowest, epoch + 1);
 	PG_RETURN_VOID();
 }
 
@@ -509,7 +626,9 @@ PG_FUNCTION_INFO_V1(es_subscription_reset);
  *		RETURNS void
  *
  * Moves a member's checkpoint (every member's when member is NULL) to
- * position, backwards or forwards: it reads after it next.
+ * position, backwards or forwards: it reads after it next.  The member
+ * moves to a new epoch, so a session that read before the reset cannot
+ * acknowledge what it read (40001) and undo the reset.
  */
 Datum
 es_subscription_reset(PG_FUNCTION_ARGS)
@@ -537,7 +656,7 @@ es_subscription_reset(PG_FUNCTION_ARGS)
 	values[1] = Int64GetDatum(position);
 	values[2] = PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2);
 	nulls[2] = PG_ARGISNULL(2) ? 'n' : ' ';
-	(void) es_execute_as_owner(psprintf("UPDATE %s SET position = $2, scanned_to = 0 "
+	(void) es_execute_as_owner(psprintf("UPDATE %s SET position = $2, scanned_to = 0, epoch = epoch OPERATOR(pg_catalog.+) 1 "
 										"WHERE name OPERATOR(pg_catalog.=) $1 "
 										"AND ($3::pg_catalog.int4 IS NULL OR member OPERATOR(pg_catalog.=) $3)",
 										es_qualified_name("es_subscription_members")),

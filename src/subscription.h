@@ -25,7 +25,18 @@ typedef struct EsSubscription
 	bool		has_member;
 	int64		position;		/* the member's checkpoint (last ack) */
 	int64		scanned_to;		/* nothing of the member's in (position, scanned_to] */
+	int32		epoch;			/* moves on with every reset and resize */
 } EsSubscription;
+
+/* the statements run on every read and acknowledgement, kept prepared */
+typedef enum EsSubscriptionPlan
+{
+	ES_SUB_PLAN_LOAD,			/* definition and a member's checkpoint */
+	ES_SUB_PLAN_LOAD_SHARE,		/* the same, the definition locked FOR SHARE */
+	ES_SUB_PLAN_ACK,			/* move a checkpoint forward, checked */
+	ES_SUB_PLAN_SCANNED,		/* remember how far a member has nothing */
+	ES_SUB_NPLANS
+} EsSubscriptionPlan;
 
 extern char *es_subscription_name_arg(FunctionCallInfo fcinfo, int argno);
 extern void es_subscription_load(const char *name, int32 member, bool for_share,
@@ -34,6 +45,8 @@ extern void es_check_member_arg(const EsSubscription *s, int32 member);
 extern void es_check_group_size(int32 group_size);
 extern bool es_subscription_matches_type(const EsSubscription *s, const char *type);
 extern int32 es_stream_member(const char *stream, int len, int32 group_size);
+extern uint64 es_subscription_execute(EsSubscriptionPlan which, Datum *values,
+									  const char *nulls);
 extern bool es_lease_try(const char *name, int32 member);
 extern void es_lease_take(const char *name, int32 member);
 

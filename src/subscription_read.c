@@ -25,11 +25,14 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 #include "utils/wait_event.h"
@@ -130,7 +133,6 @@ scan_matches(EsSubscription *s, int64 max, Tuplestorestate *tupstore, int64 *cle
 static void
 remember_scanned(EsSubscription *s, int64 upto)
 {
-	Oid			types[3] = {TEXTOID, INT4OID, INT8OID};
 	Datum		values[3];
 
 	if (upto <= s->scanned_to || upto <= s->position ||
@@ -139,11 +141,68 @@ remember_scanned(EsSubscription *s, int64 upto)
 	values[0] = CStringGetTextDatum(s->name);
 	values[1] = Int32GetDatum(s->member);
 	values[2] = Int64GetDatum(upto);
-	(void) es_execute_as_owner(psprintf("UPDATE %s SET scanned_to = $3 WHERE name OPERATOR(pg_catalog.=) $1 "
-										"AND member OPERATOR(pg_catalog.=) $2 AND scanned_to OPERATOR(pg_catalog.<) $3",
-										es_qualified_name("es_subscription_members")),
-							   3, types, values, NULL, SPI_OK_UPDATE);
+	(void) es_subscription_execute(ES_SUB_PLAN_SCANNED, values, NULL);
 	s->scanned_to = upto;
+}
+
+/*
+ * The epoch in which this session last read each member it read: an
+ * acknowledgement of what it read then must not land on a checkpoint that a
+ * reset or resize has moved since (the events it read may not be the
+ * member's any more, or the reset would be undone).
+ */
+typedef struct ReadEpochKey
+{
+	uint32		name_hash;
+	int32		member;
+} ReadEpochKey;
+
+typedef struct ReadEpoch
+{
+	ReadEpochKey key;
+	char		name[ES_MAX_NAME_BYTES + 1];
+	int32		epoch;
+} ReadEpoch;
+
+static HTAB *read_epochs = NULL;
+
+/*
+ * read_epoch_entry
+ *		The session's entry for (name, member), made when create is set;
+ *		NULL when there is none.  Names whose hashes collide share an entry,
+ *		which then belongs to the last one read.
+ */
+static ReadEpoch *
+read_epoch_entry(const char *name, int32 member, bool create)
+{
+	ReadEpochKey key;
+	ReadEpoch  *entry;
+	bool		found;
+
+	if (read_epochs == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (!create)
+			return NULL;
+		ctl.keysize = sizeof(ReadEpochKey);
+		ctl.entrysize = sizeof(ReadEpoch);
+		ctl.hcxt = TopMemoryContext;
+		read_epochs = hash_create("event_sourcing subscription reads", 16, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.name_hash = DatumGetUInt32(hash_any((const unsigned char *) name, strlen(name)));
+	key.member = member;
+	entry = hash_search(read_epochs, &key, create ? HASH_ENTER : HASH_FIND, &found);
+	if (entry == NULL)
+		return NULL;
+	if (create)
+	{
+		strlcpy(entry->name, name, sizeof(entry->name));
+		return entry;
+	}
+	return strcmp(entry->name, name) == 0 ? entry : NULL;
 }
 
 /*
@@ -189,6 +248,7 @@ es_subscription_read(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	es_subscription_load(name, member, false, true, &s);
 	es_lease_take(name, member);
+	read_epoch_entry(name, member, true)->epoch = s.epoch;
 	if (max_count == 0)
 		return (Datum) 0;
 	(void) scan_matches(&s, max_count, rsinfo->setResult, &clear_to);
@@ -205,6 +265,9 @@ PG_FUNCTION_INFO_V1(es_subscription_ack);
  * "Processed everything up to here": moves the member's checkpoint forward
  * (going back is 22023: use es_subscription_reset).  In the consumer's own
  * transaction, it commits with the consumer's writes.
+ *
+ * One kept statement does the work and the checks when all is well; only
+ * when it updates nothing does a second look say why.
  */
 Datum
 es_subscription_ack(PG_FUNCTION_ARGS)
@@ -213,17 +276,36 @@ es_subscription_ack(PG_FUNCTION_ARGS)
 	int64		position;
 	int32		member;
 	EsSubscription s;
+	ReadEpoch  *read;
 	int64		high;
-	Oid			types[3] = {TEXTOID, INT4OID, INT8OID};
-	Datum		values[3];
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 
 	es_check_not_null(fcinfo, 1, "position");
 	position = PG_GETARG_INT64(1);
 	member = member_arg(fcinfo, 2);
 	PreventCommandIfReadOnly("es_subscription_ack()");
 
-	/* FOR SHARE: a concurrent resize waits for this transaction */
-	es_subscription_load(name, member, true, true, &s);
+	read = read_epoch_entry(name, member, false);
+	high = es_high_water_mark(es_catalog(), position);
+	if (position <= high)
+	{
+		values[0] = CStringGetTextDatum(name);
+		values[1] = Int32GetDatum(member);
+		values[2] = Int64GetDatum(position);
+		values[3] = Int32GetDatum(read != NULL ? read->epoch : 0);
+		nulls[3] = read != NULL ? ' ' : 'n';
+		values[4] = ObjectIdGetDatum(GetUserId());
+		if (es_subscription_execute(ES_SUB_PLAN_ACK, values, nulls) == 1)
+		{
+			/* an error here rolls the update back */
+			es_lease_take(name, member);
+			PG_RETURN_VOID();
+		}
+	}
+
+	/* nothing updated: why? */
+	es_subscription_load(name, member, false, true, &s);
 	es_lease_take(name, member);
 	if (position < s.position)
 		ereport(ERROR,
@@ -232,26 +314,24 @@ es_subscription_ack(PG_FUNCTION_ARGS)
 				 errdetail("The member's checkpoint is " INT64_FORMAT "; the acknowledged position was " INT64_FORMAT ".",
 						   s.position, position),
 				 errhint("To read events again, use es_subscription_reset.")));
-	high = es_high_water_mark(es_catalog(), position);
+	if (read != NULL && read->epoch != s.epoch)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("member %d of subscription \"%s\" was reset or resized since this session read it", member, name),
+				 errdetail("The events read before may not be the member's, or may have to be read again; the member's checkpoint is now " INT64_FORMAT ".",
+						   s.position),
+				 errhint("Roll back and read again from the member's checkpoint.")));
 	if (position > high)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("position " INT64_FORMAT " is past the safe end of the global log", position),
 				 errdetail("The safe end is " INT64_FORMAT "; a member acknowledges what it has read.", high)));
-
-	values[0] = CStringGetTextDatum(name);
-	values[1] = Int32GetDatum(member);
-	values[2] = Int64GetDatum(position);
-	if (es_execute_as_owner(psprintf("UPDATE %s SET position = $3, last_ack_at = pg_catalog.now() "
-									 "WHERE name OPERATOR(pg_catalog.=) $1 AND member OPERATOR(pg_catalog.=) $2",
-									 es_qualified_name("es_subscription_members")),
-							3, types, values, NULL, SPI_OK_UPDATE) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("member %d of subscription \"%s\" is gone", member, name),
-				 errdetail("The subscription was resized or dropped while this acknowledgement waited."),
-				 errhint("Read again from the member's new checkpoint.")));
-	PG_RETURN_VOID();
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("member %d of subscription \"%s\" is gone", member, name),
+			 errdetail("The subscription was resized or dropped while this acknowledgement waited."),
+			 errhint("Read again from the member's new checkpoint.")));
+	PG_RETURN_VOID();			/* not reached */
 }
 
 PG_FUNCTION_INFO_V1(es_subscription_wait);
