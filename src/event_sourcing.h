@@ -16,6 +16,7 @@
 #include "access/genam.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
+#include "nodes/execnodes.h"
 #include "storage/condition_variable.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
@@ -377,6 +378,8 @@ typedef struct EsLogScan
 extern EsLogScan *es_log_scan_begin(text *category, int64 after);
 extern TupleTableSlot *es_log_scan_next(EsLogScan *s);
 extern void es_log_scan_end(EsLogScan *s);
+extern void es_begin_result(FunctionCallInfo fcinfo);
+extern void es_result_put(ReturnSetInfo *rsinfo, TupleTableSlot *slot);
 
 /* Columns of es_projection_defs (1-based, as in the 1.0--1.1 script). */
 #define Anum_es_projection_defs_name			1

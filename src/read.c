@@ -234,6 +234,23 @@ begin_result(FunctionCallInfo fcinfo)
 }
 
 /*
+ * es_begin_result, es_result_put
+ *		begin_result and emit, for other readers of the log that return
+ *		es_events rows (subscription_read.c).
+ */
+void
+es_begin_result(FunctionCallInfo fcinfo)
+{
+	begin_result(fcinfo);
+}
+
+void
+es_result_put(ReturnSetInfo *rsinfo, TupleTableSlot *slot)
+{
+	emit(rsinfo, slot);
+}
+
+/*
  * check_max_count
  *		max_count is a LIMIT: 0 returns nothing, negative is an error.
  */

@@ -34,7 +34,6 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
-#include "utils/tuplestore.h"
 #include "utils/wait_event.h"
 
 #include "compat.h"
@@ -66,13 +65,14 @@ accept_member(TupleTableSlot *slot, void *arg)
 /*
  * scan_matches
  *		The member's events after its checkpoint (skipping what scanned_to
- *		says holds none of them), up to max: put into tupstore when not NULL,
+ *		says holds none of them), up to max: put into rsinfo's result when
+ *		rsinfo is not NULL,
  *		else only counted.  Returns how many; *clear_to is the position up to
  *		which the member has nothing beyond what was returned (the event
  *		before the first match, or how far the scan got when none).
  */
 static int64
-scan_matches(EsSubscription *s, int64 max, Tuplestorestate *tupstore, int64 *clear_to)
+scan_matches(EsSubscription *s, int64 max, ReturnSetInfo *rsinfo, int64 *clear_to)
 {
 	int64		start = Max(s->position, s->scanned_to);
 	EsLogScan  *scan;
@@ -92,7 +92,6 @@ scan_matches(EsSubscription *s, int64 max, Tuplestorestate *tupstore, int64 *cle
 	{
 		MemoryContext old = MemoryContextSwitchTo(per_event);
 		bool		isnull;
-		char	   *type;
 
 		slot = es_log_scan_next(scan);
 		if (slot == NULL)
@@ -100,13 +99,13 @@ scan_matches(EsSubscription *s, int64 max, Tuplestorestate *tupstore, int64 *cle
 			MemoryContextSwitchTo(old);
 			break;
 		}
-		type = TextDatumGetCString(slot_getattr(slot, Anum_es_events_event_type, &isnull));
-		if (es_subscription_matches_type(s, type))
+		if (s->ntypes < 0 ||
+			es_subscription_matches_type(s, TextDatumGetCString(slot_getattr(slot, Anum_es_events_event_type, &isnull))))
 		{
 			if (first < 0)
 				first = DatumGetInt64(slot_getattr(slot, Anum_es_events_global_position, &isnull));
-			if (tupstore != NULL)
-				tuplestore_puttupleslot(tupstore, slot);
+			if (rsinfo != NULL)
+				es_result_put(rsinfo, slot);
 			n++;
 		}
 		MemoryContextSwitchTo(old);
@@ -245,13 +244,13 @@ es_subscription_read(PG_FUNCTION_ARGS)
 				 errmsg("max_count must not be negative"),
 				 errdetail("max_count was %d.", max_count)));
 
-	InitMaterializedSRF(fcinfo, 0);
+	es_begin_result(fcinfo);
 	es_subscription_load(name, member, false, true, &s);
 	es_lease_take(name, member);
 	read_epoch_entry(name, member, true)->epoch = s.epoch;
 	if (max_count == 0)
 		return (Datum) 0;
-	(void) scan_matches(&s, max_count, rsinfo->setResult, &clear_to);
+	(void) scan_matches(&s, max_count, rsinfo, &clear_to);
 	remember_scanned(&s, clear_to);
 	return (Datum) 0;
 }
