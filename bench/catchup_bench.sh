@@ -41,13 +41,19 @@
 #   keyset SELECT  bench/catchup_select.sql
 #                  SELECT * FROM es_events WHERE global_position > :last
 #                  ORDER BY global_position LIMIT 1000
-#   or, with AGAINST=subscription, instead of the SELECT:
-#   subscription + ack   bench/subscription_read_ack.sql: BEGIN;
+#   or, with AGAINST=subscription, instead of the SELECT, two consumers of
+#   subscription 'bench' (every event, one member; its checkpoint is reset
+#   to 0 before each run):
+#   read + ack, a transaction   bench/subscription_read_ack.sql: BEGIN;
 #                  SELECT * FROM es_subscription_read('bench', 1000);
 #                  SELECT es_subscription_ack('bench', :last + 1000); COMMIT
-#                  (subscription 'bench': every event, one member; its
-#                  checkpoint is reset to 0 before each run); the table then
-#                  shows subscription / es_read_all (target >= 0.9)
+#                  (4 round trips: the pattern of a sink in this database)
+#   ack + next read, pipelined  bench/subscription_pipelined.sql:
+#                  es_subscription_ack('bench', :last) and the next
+#                  es_subscription_read('bench', 1000) sent together
+#                  (\startpipeline: 1 round trip, one implicit transaction;
+#                  the pattern of a sink outside, as examples/consumer.py)
+#                  the table then shows consumer / es_read_all (target >= 0.9)
 # Per mode, after a discarded warm-up pass of each, -r N rounds (default 9)
 # of one run of each, the order reversed every round.  events/s = pages/s x 1,000;
 # the table shows the median of the rounds and es_read_all / SELECT (target
@@ -62,10 +68,11 @@ ROUNDS=9
 MODES=${MODES:-plain preload}
 AGAINST=${AGAINST:-select}
 declare -A NAME=([catchup_es_read_all.sql]=es_read_all [catchup_select.sql]="keyset SELECT"
-                 [subscription_read_ack.sql]="subscription + ack")
+                 [subscription_read_ack.sql]="subscription: read + ack, a transaction"
+                 [subscription_pipelined.sql]="subscription: ack + next read, pipelined")
 case $AGAINST in
-  select) OTHER=catchup_select.sql ;;
-  subscription) OTHER=subscription_read_ack.sql ;;
+  select) OTHERS=(catchup_select.sql) ;;
+  subscription) OTHERS=(subscription_read_ack.sql subscription_pipelined.sql) ;;
   *) echo "AGAINST: select or subscription" >&2; exit 2 ;;
 esac
 EXISTING=0
@@ -136,7 +143,7 @@ for after in 0 $(((PAGES / 2) * 1000)) $((EVENTS - 1000)); do
   [[ $(qdb -c "SELECT (SELECT array_agg(e::text ORDER BY global_position) FROM es_read_all($after, 1000) e)
                     = (SELECT array_agg(s::text ORDER BY global_position) FROM ($page) s)
                  AND (SELECT count(*) FROM es_read_all($after, 1000)) = 1000") == t ]] \
-    || die "es_read_all and the ${NAME[$OTHER]} differ on the page after $after"
+    || die "es_read_all and the ${NAME[${OTHERS[0]}]} differ on the page after $after"
 done
 
 # run SCRIPT: one pass (pgbench -t PAGES), checked; sets EVS and LAT.
@@ -145,7 +152,7 @@ run() {
   RUN=$((RUN + 1))
   log=$(printf '%s/%03d-%s.log' "$LOGDIR" "$RUN" "${1%.sql}")
   say "  run $RUN: ${NAME[$1]}, $PAGES pages"
-  [[ $1 != subscription_read_ack.sql ]] || qdb -c "SELECT es_subscription_reset('bench', 0)" >/dev/null
+  [[ $1 != subscription_* ]] || qdb -c "SELECT es_subscription_reset('bench', 0)" >/dev/null
   es_bench_pgbench "$log" -c 1 -j 1 -t "$PAGES" -D last=0 -f "$HERE/$1" "$DB"
   [[ $TX == "$PAGES" ]] || die "$log: $TX pages read, expected $PAGES"
   EVS=$(awk -v t="$TPS" 'BEGIN { printf "%.0f", t * 1000 }')
@@ -200,42 +207,49 @@ for MODE in $MODES; do
   say "mode $MODE"
   INFO=$(set_mode "$MODE") || exit 1
   say "warm-up (discarded)"
-  for f in catchup_es_read_all.sql $OTHER; do run "$f"; done
+  for f in catchup_es_read_all.sql "${OTHERS[@]}"; do run "$f"; done
   declare -A ALL=() ALAT=()
   for ((r = 1; r <= ROUNDS; r++)); do
-    for f in $(order "$r" catchup_es_read_all.sql $OTHER); do
+    for f in $(order "$r" catchup_es_read_all.sql "${OTHERS[@]}"); do
       run "$f"
       ALL[$f]+="$EVS " ALAT[$f]+="$LAT "
     done
   done
   # shellcheck disable=SC2086
-  E=$(median ${ALL[catchup_es_read_all.sql]}) S=$(median ${ALL[$OTHER]})
+  E=$(median ${ALL[catchup_es_read_all.sql]})
   # shellcheck disable=SC2086
-  EL=$(median_fmt %.3f ${ALAT[catchup_es_read_all.sql]}) SL=$(median_fmt %.3f ${ALAT[$OTHER]})
-  if [[ $AGAINST == select ]]; then
-    # es_read_all is the one measured against the SELECT
-    ROWS+=("| $MODE | $EVENTS | $E | $S | **$(ratio "$E" "$S")** | $EL | $SL |")
-    below "$E" "$S" 0.9 && LOW+=("$MODE ($(ratio "$E" "$S"))")
-  else
-    # the consumer is the one measured against es_read_all
-    ROWS+=("| $MODE | $EVENTS | $S | $E | **$(ratio "$S" "$E")** | $SL | $EL |")
-    below "$S" "$E" 0.9 && LOW+=("$MODE ($(ratio "$S" "$E"))")
-  fi
+  EL=$(median_fmt %.3f ${ALAT[catchup_es_read_all.sql]})
   # shellcheck disable=SC2086
-  RUNS+=("- $MODE ($INFO): es_read_all $(join ${ALL[catchup_es_read_all.sql]}); ${NAME[$OTHER]} $(join ${ALL[$OTHER]})")
+  RUN="- $MODE ($INFO): es_read_all $(join ${ALL[catchup_es_read_all.sql]})"
+  for OTHER in "${OTHERS[@]}"; do
+    # shellcheck disable=SC2086
+    S=$(median ${ALL[$OTHER]}) SL=$(median_fmt %.3f ${ALAT[$OTHER]})
+    if [[ $AGAINST == select ]]; then
+      # es_read_all is the one measured against the SELECT
+      ROWS+=("| $MODE | $EVENTS | $E | $S | **$(ratio "$E" "$S")** | $EL | $SL |")
+      below "$E" "$S" 0.9 && LOW+=("$MODE ($(ratio "$E" "$S"))")
+    else
+      # the consumer is the one measured against es_read_all
+      ROWS+=("| $MODE | ${NAME[$OTHER]#subscription: } | $S | $E | **$(ratio "$S" "$E")** | $SL | $EL |")
+      below "$S" "$E" 0.9 && LOW+=("$MODE, ${NAME[$OTHER]#subscription: } ($(ratio "$S" "$E"))")
+    fi
+    # shellcheck disable=SC2086
+    RUN+="; ${NAME[$OTHER]} $(join ${ALL[$OTHER]})"
+  done
+  RUNS+=("$RUN")
   unset ALL ALAT
 done
 if [[ $AGAINST == select ]]; then
   out "| mode | events | es_read_all (events/s) | keyset SELECT (events/s) | es_read_all / SELECT | ms per page: es_read_all | SELECT |"
 else
-  out "| mode | events | subscription + ack (events/s) | es_read_all (events/s) | subscription / es_read_all | ms per batch: subscription | es_read_all |"
+  out "| mode | consumer ($EVENTS events) | consumer (events/s) | es_read_all (events/s) | consumer / es_read_all | ms per batch: consumer | es_read_all |"
 fi
 out "|:---|---:|---:|---:|---:|---:|---:|"
 for l in "${ROWS[@]}"; do out "$l"; done
 out ""
 if [[ $AGAINST == select ]]; then
   if ((${#LOW[@]})); then out "es_read_all below 0.9 x the SELECT: $(join "${LOW[@]}")"; else out "es_read_all is at or above 0.9 x the SELECT in every mode."; fi
-elif ((${#LOW[@]})); then out "the consumer below 0.9 x es_read_all: $(join "${LOW[@]}")"; else out "The consumer is at or above 0.9 x es_read_all in every mode."; fi
+elif ((${#LOW[@]})); then out "consumers below 0.9 x es_read_all: $(join "${LOW[@]}")"; else out "Every consumer is at or above 0.9 x es_read_all in every mode."; fi
 ((ROUNDS >= 3)) || out "(only $ROUNDS round(s): a smoke test, not a measurement)"
 out ""
 out "Runs (events/s of each pass, in run order):"
