@@ -52,7 +52,9 @@
 #                  es_subscription_ack('bench', :last) and the next
 #                  es_subscription_read('bench', 1000) sent together
 #                  (\startpipeline: 1 round trip, one implicit transaction;
-#                  the pattern of a sink outside, as examples/consumer.py)
+#                  the pattern of a sink outside)
+#   the same, synchronous_commit off  bench/subscription_pipelined_async.sql
+#                  (a lost ack only means a batch delivered again)
 #                  the table then shows consumer / es_read_all (target >= 0.9)
 # Per mode, after a discarded warm-up pass of each, -r N rounds (default 9)
 # of one run of each, the order reversed every round.  events/s = pages/s x 1,000;
@@ -69,10 +71,11 @@ MODES=${MODES:-plain preload}
 AGAINST=${AGAINST:-select}
 declare -A NAME=([catchup_es_read_all.sql]=es_read_all [catchup_select.sql]="keyset SELECT"
                  [subscription_read_ack.sql]="subscription: read + ack, a transaction"
-                 [subscription_pipelined.sql]="subscription: ack + next read, pipelined")
+                 [subscription_pipelined.sql]="subscription: ack + next read, pipelined"
+                 [subscription_pipelined_async.sql]="subscription: the same, synchronous_commit off")
 case $AGAINST in
   select) OTHERS=(catchup_select.sql) ;;
-  subscription) OTHERS=(subscription_read_ack.sql subscription_pipelined.sql) ;;
+  subscription) OTHERS=(subscription_read_ack.sql subscription_pipelined.sql subscription_pipelined_async.sql) ;;
   *) echo "AGAINST: select or subscription" >&2; exit 2 ;;
 esac
 EXISTING=0
