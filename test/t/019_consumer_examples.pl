@@ -26,10 +26,12 @@
 #	  category, one transaction in ten rolled back.
 #	  While it runs, each of the four consumers in turn, twice, once its
 #	  instance has handled at least 100 events: is stopped (SIGSTOP) until
+#	  its sink differs from its checkpoint (a file sink ahead of its
+#	  checkpoint, or a consumer that acknowledges apart from its sink) or
 #	  its backend is inside a batch (idle in transaction after a statement
-#	  other than BEGIN) or its sink differs from its checkpoint (what a
-#	  consumer that acknowledges apart from its sink shows), for at most
-#	  5 s, killed with kill -9 and a new instance started at once; then
+#	  other than BEGIN; the second time only after 3 s of trying for the
+#	  first), for at most 3 s more, killed with kill -9 and a new instance
+#	  started at once; then
 #	  each in turn, once its instance has handled 20 events, gets SIGTERM
 #	  (exit status 0 checked) and a new instance.
 #	  The load stops; once all members have lag 0, the last instances get
@@ -264,62 +266,77 @@ sub backend_state
 	return ($state // '', $query // '');
 }
 
-# kill -9 the current instance of consumer $c once it has handled events,
-# preferably inside a batch (see the header), and start the next one.
-sub kill_instance
+# Stop (SIGSTOP) the current instance of consumer $c, once it has handled
+# $min events, at a moment that matters: preferably while its sink and
+# checkpoint differ (a file sink ahead of its checkpoint; a consumer that
+# acknowledges apart from its sink) for $diverge_secs, then also while its
+# backend is inside a batch (idle in transaction after a statement other
+# than BEGIN), for 3 s more at most.  Returns { app, handled, state, query,
+# diverged } with the instance stopped.
+sub stage
 {
-	my $c    = shift;
+	my ($c, $min, $diverge_secs) = @_;
 	my $inst = $c->{inst};
-	time_until(time(), 60, sub { handled($c) >= 5 * $batch });
-	my $handled = handled($c);
-	my ($state, $query, $diverged) = ('', '', 0);
-	my $deadline = time() + 5;
+	time_until(time(), 60, sub { handled($c) >= $min });
+	my %k = (app => $inst->{app}, handled => handled($c));
+	my $t0 = time();
 	while (1)
 	{
 		kill 'STOP', $inst->{pid};
 		# let the backend finish its statement (a wait may go on)
 		usleep(20_000);
-		($state, $query) = backend_state($inst->{app});
-		$diverged = sink_last($c) != checkpoint($c);
+		@k{qw(state query)} = backend_state($inst->{app});
+		$k{diverged} = sink_last($c) != checkpoint($c);
 		last
-		  if ($state eq 'idle in transaction' && $query !~ /^\s*BEGIN/i)
-		  || $diverged
-		  || time() > $deadline;
+		  if $k{diverged}
+		  || ($k{state} eq 'idle in transaction' && $k{query} !~ /^\s*BEGIN/i && time() > $t0 + $diverge_secs)
+		  || time() > $t0 + $diverge_secs + 3;
 		kill 'CONT', $inst->{pid};
 		usleep(int(rand(30_000)));
 	}
-	kill 'KILL', $inst->{pid};
+	return \%k;
+}
+
+# Wait for the current instance of consumer $c to end, note where its lines
+# end in a file sink (a boundary of kind $kind), and return its exit status.
+sub reap
+{
+	my ($c, $kind) = @_;
+	my $inst = $c->{inst};
 	$inst->{timer}->start($PostgreSQL::Test::Utils::timeout_default);
-	eval { $inst->{h}->finish; 1 } or note "reaping $inst->{app}: $@";
-	push @{ $c->{killed} },
-	  {
-		app      => $inst->{app},
-		handled  => $handled,
-		state    => $state,
-		query    => $query,
-		diverged => $diverged
-	  };
-	push @{ $c->{boundaries} }, { line => complete_lines($c->{file}), kind => 'kill' }
+	eval { $inst->{h}->finish; 1 } or note "waiting for $inst->{app}: $@";
+	push @{ $c->{boundaries} }, { line => complete_lines($c->{file}), kind => $kind }
 	  if $c->{file};
+	return $inst->{h}->result(0);
+}
+
+# kill -9 the current instance of consumer $c once it has handled 5 batches,
+# staged as above, and start the next one at once.
+sub kill_instance
+{
+	my ($c, $diverge_secs) = @_;
+	my $k = stage($c, 5 * $batch, $diverge_secs);
+	kill 'KILL', $c->{inst}{pid};
+	reap($c, 'kill');
+	push @{ $c->{killed} }, $k;
 	start_instance($c);
 	return;
 }
 
 # SIGTERM the current instance of consumer $c: it must exit with status 0.
+# With $restart, during the load: staged as above (a batch in hand, which
+# it must finish: no line of it comes again), then a new instance.
 sub stop_instance
 {
 	my ($c, $restart) = @_;
 	my $inst = $c->{inst};
-	# during the load, once it has handled events (it likely has a batch in
-	# hand: it finishes it)
-	time_until(time(), 60, sub { handled($c) >= $batch }) if $restart;
+	my $k = $restart ? stage($c, $batch, 3) : { state => 'caught up', query => '' };
 	kill 'TERM', $inst->{pid};
-	$inst->{timer}->start($PostgreSQL::Test::Utils::timeout_default);
-	eval { $inst->{h}->finish; 1 } or note "waiting for $inst->{app}: $@";
-	is($inst->{h}->result(0), 0, "$inst->{app}: SIGTERM, it exits with status 0")
+	kill 'CONT', $inst->{pid};
+	is(reap($c, 'term'), 0,
+		"$inst->{app}: SIGTERM ($k->{state}: " . substr($k->{query}, 0, 40)
+		  . ($k->{diverged} ? '; sink ahead of checkpoint' : '') . '), it exits with status 0')
 	  or diag(slurp_file("$tempdir/$inst->{app}.err"));
-	push @{ $c->{boundaries} }, { line => complete_lines($c->{file}), kind => 'term' }
-	  if $c->{file};
 	start_instance($c) if $restart;
 	return;
 }
@@ -340,10 +357,8 @@ my @load = map {
 } 0 .. $nclients - 1;
 my $t_load = time();
 
-for my $round (1, 2)
-{
-	kill_instance($_) for @consumers;
-}
+kill_instance($_, 0) for @consumers;
+kill_instance($_, 3) for @consumers;
 stop_instance($_, 1) for @consumers;
 
 $server->safe_psql('postgres', 'UPDATE ctl SET stop = true');
