@@ -17,27 +17,28 @@
 #	  One server with shared_preload_libraries = event_sourcing.
 #	  Two subscriptions on category ord, group_size 2, batches of 20:
 #		 tbl: member 0 consumer.py, member 1 consumer.mjs, both with the
-#			  table sink (table sink, same database: exactly once);
+#			  table sink (table sink in the same database: exactly once);
 #		 fil: member 0 consumer.mjs, member 1 consumer.py, each with the
 #			  file sink fil-<member>.jsonl (at least once).
 #	  The load: 4 sessions each CALL a procedure that loops (until ctl.stop)
 #	  es_execute-ing a command of 1 to 3 events on one of its own 5 of 20
 #	  streams ord-1 .. ord-20, plus an append to a stream of another
 #	  category, one transaction in ten rolled back.
-#	  While it runs, each of the four consumers in turn, twice, once its
-#	  instance has handled at least 100 events: is stopped (SIGSTOP) until
-#	  its sink differs from its checkpoint (a file sink ahead of its
-#	  checkpoint, or a consumer that acknowledges apart from its sink) or
+#	  While it runs, each of the four consumers in turn, twice: once its
+#	  instance has handled 100 events, it is stopped (SIGSTOP) at a moment
+#	  that matters -- its sink differs from its checkpoint (a file sink
+#	  ahead of it; a consumer that acknowledges apart from its sink), or
 #	  its backend is inside a batch (idle in transaction after a statement
-#	  other than BEGIN; the second time only after 3 s of trying for the
-#	  first), for at most 3 s more, killed with kill -9 and a new instance
-#	  started at once; then
-#	  each in turn, once its instance has handled 20 events, gets SIGTERM
-#	  (exit status 0 checked) and a new instance.
+#	  other than BEGIN; in the second round only after 3 s of trying for
+#	  the first) -- tried for at most 3 s more, killed with kill -9 and a
+#	  new instance started at once.  Then each in turn, once its instance
+#	  has handled 20 events, is staged the same way (3 s for the first) and
+#	  gets SIGTERM (with SIGCONT): it must finish the batch in hand and
+#	  exit with status 0; a new instance is started.
 #	  The load stops; once all members have lag 0, the last instances get
 #	  SIGTERM and must exit with status 0.  Checked:
 #	  - table sink: every event of category ord exactly once, nothing
-#		else, with its stream, version, id and type; each stream handled
+#		else, with its stream, version, id, type and data; each stream handled
 #		by the member es_subscription_member names; in insertion order
 #		each stream's versions go 1, 2, 3, ... and each member's global
 #		positions increase; each checkpoint is its member's last row;
@@ -50,8 +51,11 @@
 #		(at most one batch), in the same order; a torn line only where an
 #		instance was killed; each checkpoint is its file's last position;
 #	  - every killed instance had handled events; at least one kill came
-#		inside a batch (how many, and the file sinks' redeliveries, are
-#		reported).
+#		inside a batch (how many, the backends' states and the file sinks'
+#		redeliveries are reported).
+#	  It fails for consumers that acknowledge before their sink, that
+#	  acknowledge apart from a table sink's transaction, or that abandon a
+#	  batch on SIGTERM (each tried as a mutant of the examples).
 #
 #	  Run as a non-root user (initdb refuses root), e.g. from a copy of the
 #	  tree owned by postgres, as scripts/test.sh does:
