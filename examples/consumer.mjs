@@ -63,18 +63,20 @@ function tableSink(table) {
 
 // Append JSON lines to a file: stands for any sink outside the database.
 function fileSink(path) {
-  const fd = fs.openSync(path, 'a');
-  // A crash may have torn the last line: end it, so that it stays a line of
-  // its own (its event was not acknowledged: it comes again).
-  const { size } = fs.fstatSync(fd);
-  if (size > 0) {
-    const last = Buffer.alloc(1);
-    const rfd = fs.openSync(path, 'r');
-    fs.readSync(rfd, last, 0, 1, size - 1);
-    fs.closeSync(rfd);
-    if (last[0] !== 0x0a) fs.appendFileSync(fd, '\n');
-  }
+  const fd = fs.openSync(path, 'a+'); // append, and read the last byte
+  let first = true;
   return async (rows) => {
+    if (first) {
+      // The lease is ours now (we have read), so whoever wrote before is
+      // gone.  A crash may have torn its last line: end it, so that it stays
+      // a line of its own (its event was not acknowledged: it comes again).
+      first = false;
+      const { size } = fs.fstatSync(fd);
+      const last = Buffer.alloc(1);
+      if (size > 0 && fs.readSync(fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a) {
+        fs.appendFileSync(fd, '\n');
+      }
+    }
     // bigint columns arrive as strings: positions and versions stay far
     // below 2^53, so they are written as JSON numbers
     fs.appendFileSync(fd, rows.map((r) => JSON.stringify({

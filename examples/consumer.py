@@ -63,15 +63,21 @@ def table_sink(table):
 def file_sink(path):
     """Append JSON lines to a file: stands for any sink outside the database."""
     f = open(path, "a", encoding="utf-8")
-    # A crash may have torn the last line: end it, so that it stays a line
-    # of its own (its event was not acknowledged: it comes again).
-    if f.tell() > 0:
-        with open(path, "rb") as r:
-            r.seek(-1, os.SEEK_END)
-            if r.read(1) != b"\n":
-                f.write("\n")
+    first = True
 
     def sink(conn, rows):
+        nonlocal first
+        if first:
+            # The lease is ours now (we have read), so whoever wrote before
+            # is gone.  A crash may have torn its last line: end it, so that
+            # it stays a line of its own (its event was not acknowledged: it
+            # comes again).
+            first = False
+            if os.fstat(f.fileno()).st_size > 0:
+                with open(path, "rb") as r:
+                    r.seek(-1, os.SEEK_END)
+                    if r.read(1) != b"\n":
+                        f.write("\n")
         f.write("".join(json.dumps({
             "global_position": r[0], "stream_id": r[1], "stream_version": r[2],
             "event_id": str(r[3]), "event_type": r[4], "data": r[5]}) + "\n" for r in rows))
