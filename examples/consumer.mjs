@@ -21,7 +21,9 @@
 // (PGHOST, PGPORT, PGDATABASE, PGUSER, PGAPPNAME, ...).
 // SIGTERM, SIGINT: finish the batch in hand, close the connection, exit 0.
 // An error: exit 1 without acknowledging what the sink did not take; run it
-// under a supervisor that restarts it.
+// under a supervisor that restarts it.  (40001 from the acknowledgement --
+// the member was reset or resized meanwhile -- is not an error: it reads
+// again.)
 //
 // Needs node-postgres: `npm ci` in this directory (package-lock.json pins it).
 import fs from 'node:fs';
@@ -119,6 +121,10 @@ try {
       await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
+      // 40001: the member was reset or its group resized after this read,
+      // so the batch may not be the member's any more: read again from the
+      // member's new checkpoint.
+      if (err.code === '40001') continue;
       throw err;
     }
   }

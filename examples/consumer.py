@@ -22,7 +22,8 @@ Connection: DATABASE_URL if set, else libpq's PG* environment variables
 (PGHOST, PGPORT, PGDATABASE, PGUSER, PGAPPNAME, ...).
 SIGTERM, SIGINT: finish the batch in hand, close the connection, exit 0.
 An error: exit 1 without acknowledging what the sink did not take; run it
-under a supervisor that restarts it.
+under a supervisor that restarts it.  (40001 from the acknowledgement -- the
+member was reset or resized meanwhile -- is not an error: it reads again.)
 
 Needs psycopg 3 (Debian: python3-psycopg).
 """
@@ -111,17 +112,24 @@ def main(argv):
             if not conn.execute("SELECT es_subscription_wait(%s, %s, %s)",
                                 (name, member, WAIT_MS)).fetchone()[0]:
                 continue
-            with conn.transaction():
-                rows = conn.execute(
-                    "SELECT global_position, stream_id, stream_version, event_id, event_type, data"
-                    "  FROM es_subscription_read(%s, %s, %s)", (name, batch, member)).fetchall()
-                if rows:
-                    sink(conn, rows)
-                    # Only once the sink has the batch: the checkpoint moves
-                    # at COMMIT.  If anything above failed or the process
-                    # died, nothing is acknowledged and the batch comes again.
-                    conn.execute("SELECT es_subscription_ack(%s, %s, %s)",
-                                 (name, rows[-1][0], member))
+            try:
+                with conn.transaction():
+                    rows = conn.execute(
+                        "SELECT global_position, stream_id, stream_version, event_id, event_type, data"
+                        "  FROM es_subscription_read(%s, %s, %s)", (name, batch, member)).fetchall()
+                    if rows:
+                        sink(conn, rows)
+                        # Only once the sink has the batch: the checkpoint
+                        # moves at COMMIT.  If anything above failed or the
+                        # process died, nothing is acknowledged and the batch
+                        # comes again.
+                        conn.execute("SELECT es_subscription_ack(%s, %s, %s)",
+                                     (name, rows[-1][0], member))
+            except psycopg.errors.SerializationFailure:
+                # 40001: the member was reset or its group resized after this
+                # read, so the batch may not be the member's any more.  Rolled
+                # back; read again from the member's new checkpoint.
+                continue
     # Closing the connection ended the lease: another instance takes over.
     return 0
 
