@@ -30,12 +30,18 @@
 #                events / 1,000) -D sub=four, client k being member k (each
 #                its own connection, all at once; a member done early polls
 #                an empty read until the others finish)
+#   a quarter    member 0 of 'four' alone: pgbench -c 1 -j 1 -t ceil(its
+#                events / 1,000) -D sub=four; it scans the whole category to
+#                keep its quarter: its CPU per event it delivers, against
+#                one member's, is what the member filter costs
 # Each run is checked: every member's checkpoint is its last event.
-# events/s = N / the run's wall time (the last member done).  Also measured:
+# events/s = the events delivered (N; a quarter: member 0's) / the run's
+# wall time (the last member done).  Also measured:
 # the CPU time of the whole server (every backend, background processes,
 # from /proc: the postmaster's children and what it reaped) and of the
 # pgbench client, per 1,000,000 events: with four members each scans the
-# whole category and keeps its quarter, and this shows what that costs.
+# whole category and keeps its quarter, and this (and the quarter run)
+# shows what that costs.
 # After a discarded warm-up run of each, -r N rounds (default 5) of one run
 # of each, the order reversed every round; the table shows the medians and
 # four / one.  The machine's CPUs bound the ratio: printed in the header.
@@ -123,9 +129,13 @@ while read -r m n last; do
   ((n > MAXN)) && MAXN=$n
 done <"$LOGDIR/members"
 LASTPOS[one.0]=$EVENTS
+LASTPOS[quarter.0]=${LASTPOS[four.0]}
 ((${#SHARES[@]} == 4)) || die "expected 4 members, got: $(cat "$LOGDIR/members")"
-declare -A CLIENTS=([one]=1 [four]=4) TXS=([one]=$(((EVENTS + 999) / 1000)) [four]=$(((MAXN + 999) / 1000)))
-declare -A NAME=([one]="one member" [four]="four members")
+N0=$(awk '$1 == 0 { print $2 }' "$LOGDIR/members")
+declare -A SUB=([one]=one [four]=four [quarter]=four) CLIENTS=([one]=1 [four]=4 [quarter]=1)
+declare -A TXS=([one]=$(((EVENTS + 999) / 1000)) [four]=$(((MAXN + 999) / 1000)) [quarter]=$(((N0 + 999) / 1000)))
+declare -A NEV=([one]=$EVENTS [four]=$EVENTS [quarter]=$N0)
+declare -A NAME=([one]="one member" [four]="four members" [quarter]="member 0 of four, alone")
 
 # server_ticks: CPU time (clock ticks, user + system) of the server so far:
 # the postmaster's own and its reaped children's, and its live children's
@@ -140,19 +150,20 @@ server_ticks() {
 }
 HZ=$(getconf CLK_TCK)
 
-# run NAME: one run of subscription NAME from position 0, checked; sets EVS
-# (events/s), SCPU and CCPU (server and client CPU s per 1M events)
+# run NAME: one run of variant NAME (one, four, quarter) from position 0,
+# checked; sets EVS (events/s), SCPU and CCPU (server and client CPU s per
+# 1M events delivered)
 run() {
-  local name=$1 log s0 s1 t0 t1 cu cs m want got
+  local name=$1 sub=${SUB[$1]} n=${NEV[$1]} log s0 s1 t0 t1 cu cs m want got
   RUN=$((RUN + 1))
   log=$(printf '%s/%03d-%s.log' "$LOGDIR" "$RUN" "$name")
   say "  run $RUN: ${NAME[$name]}, -c ${CLIENTS[$name]} -t ${TXS[$name]}"
-  qdb -c "SELECT es_subscription_reset('$name', 0)" >/dev/null
+  qdb -c "SELECT es_subscription_reset('$sub', 0)" >/dev/null
   sleep 0.5                      # the psql backends are gone and reaped
   s0=$(server_ticks)
   t0=$(date +%s.%N)
   if ! /usr/bin/time -f '%U %S' -o "$log.time" pgbench -n -M prepared -c "${CLIENTS[$name]}" -j "$(( CLIENTS[$name] > 1 ? 2 : 1 ))" \
-       -t "${TXS[$name]}" -D sub="$name" -f "$HERE/subscription_group_read_ack.sql" "$DB" >"$log" 2>&1; then
+       -t "${TXS[$name]}" -D sub="$sub" -f "$HERE/subscription_group_read_ack.sql" "$DB" >"$log" 2>&1; then
     say "pgbench failed:"; cat "$log" >&2; exit 1
   fi
   t1=$(date +%s.%N)
@@ -161,13 +172,13 @@ run() {
   grep -q '^number of failed transactions: 0 ' "$log" || die "$log: failed transactions"
   for ((m = 0; m < CLIENTS[$name]; m++)); do
     want=${LASTPOS[$name.$m]}
-    got=$(qdb -c "SELECT position FROM es_subscription_members WHERE name = '$name' AND member = $m")
-    [[ $got == "$want" ]] || die "$log: member $m of $name acknowledged $got, its last event is $want"
+    got=$(qdb -c "SELECT position FROM es_subscription_members WHERE name = '$sub' AND member = $m")
+    [[ $got == "$want" ]] || die "$log: member $m of $sub acknowledged $got, its last event is $want"
   done
   read -r cu cs <"$log.time"
-  EVS=$(awk -v n="$EVENTS" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
-  SCPU=$(awk -v d=$((s1 - s0)) -v hz="$HZ" -v n="$EVENTS" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')
-  CCPU=$(awk -v u="$cu" -v s="$cs" -v n="$EVENTS" 'BEGIN { printf "%.2f", (u + s) * 1e6 / n }')
+  EVS=$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
+  SCPU=$(awk -v d=$((s1 - s0)) -v hz="$HZ" -v n="$n" 'BEGIN { printf "%.2f", d / hz * 1e6 / n }')
+  CCPU=$(awk -v u="$cu" -v s="$cs" -v n="$n" 'BEGIN { printf "%.2f", (u + s) * 1e6 / n }')
 }
 
 out "# event_sourcing: a consumer group, four members at once vs one member, reading 1,000 events + ack a transaction"
@@ -183,31 +194,33 @@ out "- each run: \`pgbench -n -M prepared -c C -j J -t T -D sub=NAME -f bench/su
 out ""
 
 say "warm-up (discarded)"
-for n in one four; do run "$n"; done
+for n in one four quarter; do run "$n"; done
 declare -A E=() S=() C=()
 for ((r = 1; r <= ROUNDS; r++)); do
-  for n in $(order "$r" one four); do
+  for n in $(order "$r" one four quarter); do
     run "$n"
     E[$n]+="$EVS " S[$n]+="$SCPU " C[$n]+="$CCPU "
   done
 done
 declare -A ME=() MS=() MC=()
-for n in one four; do
+for n in one four quarter; do
   # shellcheck disable=SC2086
   ME[$n]=$(median ${E[$n]}) MS[$n]=$(median_fmt %.2f ${S[$n]}) MC[$n]=$(median_fmt %.2f ${C[$n]})
 done
-out "| consumers | events | events/s (total) | server CPU s per 1M events | client CPU s per 1M events |"
+out "| consumers | events delivered | events/s (total) | server CPU s per 1M events delivered | client CPU s per 1M events delivered |"
 out "|:---|---:|---:|---:|---:|"
 out "| one member (group_size 1) | $EVENTS | ${ME[one]} | ${MS[one]} | ${MC[one]} |"
 out "| four members (group_size 4), at once | $EVENTS | ${ME[four]} | ${MS[four]} | ${MC[four]} |"
-out "| four / one | | **$(ratio "${ME[four]}" "${ME[one]}")** | $(ratio "${MS[four]}" "${MS[one]}") | $(ratio "${MC[four]}" "${MC[one]}") |"
+out "| **four / one** | | **$(ratio "${ME[four]}" "${ME[one]}")** | $(ratio "${MS[four]}" "${MS[one]}") | $(ratio "${MC[four]}" "${MC[one]}") |"
+out "| member 0 of four, alone (scans all $EVENTS) | $N0 | ${ME[quarter]} | ${MS[quarter]} | ${MC[quarter]} |"
+out "| member 0 alone / one member | | $(ratio "${ME[quarter]}" "${ME[one]}") | $(ratio "${MS[quarter]}" "${MS[one]}") | $(ratio "${MC[quarter]}" "${MC[one]}") |"
 out ""
 out "$(nproc) CPUs: four members run on at most $(nproc) at a time, with their pgbench client on the same ones."
 ((ROUNDS >= 3)) || out "(only $ROUNDS round(s): a smoke test, not a measurement)"
 out ""
 out "Runs (events/s; server CPU s per 1M events), in run order of each:"
 out ""
-for n in one four; do
+for n in one four quarter; do
   # shellcheck disable=SC2086
   out "- ${NAME[$n]}: $(join ${E[$n]}); $(join ${S[$n]})"
 done
