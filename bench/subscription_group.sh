@@ -4,8 +4,8 @@
 # "Four members of a group consuming 1,000,000 events: total events/s vs one
 # member").
 #
-#   bench/subscription_group.sh              1,000,000 events, 5 rounds (~3 min)
-#   bench/subscription_group.sh --quick      200,000 events, 3 rounds
+#   bench/subscription_group.sh              1,000,000 events, 5 rounds (~1.5 min)
+#   bench/subscription_group.sh --quick      200,000 events, 3 rounds (~30 s)
 #   bench/subscription_group.sh -n 500000 -r 3
 #   bench/subscription_group.sh --build      measure the repository's HEAD
 #                                            commit, built into a private directory
