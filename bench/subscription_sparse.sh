@@ -42,7 +42,8 @@
 # Both pollers poll at the same fixed rate (a consumer polling every
 # 1/POLL_RATE s), so each poll of the subscription scans what was appended
 # since the one before (APPEND_RATE x 100 / POLL_RATE events).  They run at
-# the same time on the same log: side by side, the same noise on both.
+# the same time on the same log: side by side, the same noise on both (so
+# there are no rounds: -r is ignored).
 #
 # Measured per interval of -d seconds (-i of them): the log's size at its end
 # (max(global_position)), the append rate, and for each poller the polls
