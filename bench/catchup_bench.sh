@@ -165,7 +165,7 @@ run() {
 if [[ $AGAINST == select ]]; then
   out "# event_sourcing: catch-up, es_read_all vs keyset SELECT, 1,000 events a page to the client"
 else
-  out "# event_sourcing: a subscription consumer (read 1,000 + ack a transaction) vs es_read_all paging, every row to the client"
+  out "# event_sourcing: subscription consumers (1,000 events a batch, each batch acknowledged) vs es_read_all paging, every row to the client"
 fi
 out ""
 out "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -223,7 +223,7 @@ for MODE in $MODES; do
   # shellcheck disable=SC2086
   EL=$(median_fmt %.3f ${ALAT[catchup_es_read_all.sql]})
   # shellcheck disable=SC2086
-  RUN="- $MODE ($INFO): es_read_all $(join ${ALL[catchup_es_read_all.sql]})"
+  LINE="- $MODE ($INFO): es_read_all $(join ${ALL[catchup_es_read_all.sql]})"
   for OTHER in "${OTHERS[@]}"; do
     # shellcheck disable=SC2086
     S=$(median ${ALL[$OTHER]}) SL=$(median_fmt %.3f ${ALAT[$OTHER]})
@@ -237,9 +237,9 @@ for MODE in $MODES; do
       below "$S" "$E" 0.9 && LOW+=("$MODE, ${NAME[$OTHER]#subscription: } ($(ratio "$S" "$E"))")
     fi
     # shellcheck disable=SC2086
-    RUN+="; ${NAME[$OTHER]} $(join ${ALL[$OTHER]})"
+    LINE+="; ${NAME[$OTHER]} $(join ${ALL[$OTHER]})"
   done
-  RUNS+=("$RUN")
+  RUNS+=("$LINE")
   unset ALL ALAT
 done
 if [[ $AGAINST == select ]]; then
