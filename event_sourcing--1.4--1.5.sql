@@ -305,5 +305,14 @@ CREATE FUNCTION @extschema@.es_projection_wait(name text, "position" bigint, tim
 COMMENT ON FUNCTION @extschema@.es_projection_wait(text, bigint, integer) IS
     'Waits until the projection has applied everything up to position (true) or the timeout passes (false)';
 
+CREATE FUNCTION @extschema@.es_subscription_wait_acked(name text, "position" bigint, timeout_ms integer DEFAULT 10000)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'es_subscription_wait_acked'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.es_subscription_wait_acked(text, bigint, integer) IS
+    'Waits until every member of the subscription has acknowledged all of its events up to position (true) or the timeout passes (false)';
+
 REVOKE ALL ON FUNCTION @extschema@.es_last_position() FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.es_projection_wait(text, bigint, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.es_subscription_wait_acked(text, bigint, integer) FROM PUBLIC;

@@ -158,6 +158,46 @@ SELECT es_delete_stream('sbord-4', reason => 'test');
 SELECT stream_id, stream_version, event_type, data FROM es_subscription_read('sb_deleted');
 
 --
+-- Read-your-writes: es_subscription_wait_acked, true once every member has
+-- acknowledged all of its own events up to the position
+--
+SELECT es_define_subscription('sb_ryw', 'sbryw', NULL, es_safe_position(), 2);
+SELECT s, es_subscription_member(s, 2) AS member
+  FROM unnest(ARRAY['sbryw-1', 'sbryw-2', 'sbryw-3']) s ORDER BY s;
+-- member 0's event first
+SELECT es_append(s, NULL, 'Noted', '{}') FROM unnest(ARRAY['sbryw-2', 'sbryw-1', 'sbryw-3']) s;
+SELECT es_safe_position() AS ryw \gset
+SELECT es_subscription_wait_acked('sb_ryw', :ryw, 0) AS acked,
+       es_subscription_wait_acked('sb_ryw', :ryw - 2, 0) AS acked_first;
+-- member 0 acknowledges its events: member 1 has not
+SELECT es_subscription_ack('sb_ryw', max(global_position), 0) FROM es_subscription_read('sb_ryw', 100, 0);
+SELECT es_subscription_wait_acked('sb_ryw', :ryw, 0) AS acked;
+-- up to the first event, member 1 has nothing of its own: done
+SELECT es_subscription_wait_acked('sb_ryw', :ryw - 2, 0) AS acked;
+SELECT es_subscription_ack('sb_ryw', max(global_position), 1) FROM es_subscription_read('sb_ryw', 100, 1);
+SELECT es_subscription_wait_acked('sb_ryw', :ryw, 0) AS acked;
+-- events after it that the members have not acknowledged do not matter;
+-- other categories and types do not count; the log must reach the position
+SELECT es_append('sbryw-1', NULL, 'Noted', '{}');
+SELECT es_subscription_wait_acked('sb_ryw', :ryw, 0) AS acked;
+SELECT es_subscription_wait_acked('sb_ryw', es_safe_position(), 0) AS acked;
+SELECT es_subscription_ack('sb_ryw', max(global_position), m)
+  FROM generate_series(0, 1) m, es_subscription_read('sb_ryw', 100, m) GROUP BY m;
+SELECT es_append('sbother-1', NULL, 'Noted', '{}');
+SELECT es_subscription_wait_acked('sb_ryw', es_safe_position(), 0) AS acked;
+SELECT es_subscription_wait_acked('sb_ryw', es_safe_position() + 1, 0) AS acked;
+-- a position before the start: nothing to wait for
+SELECT es_subscription_wait_acked('sb_ryw', 1, 0) AS acked;
+-- errors
+SELECT regress.err($$SELECT es_subscription_wait_acked('sb_nothing', 1, 0)$$);
+SELECT regress.err($$SELECT es_subscription_wait_acked('sb_ryw', NULL, 0)$$);
+SELECT regress.err($$SELECT es_subscription_wait_acked('sb_ryw', 1, -1)$$);
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT regress.err($$SELECT es_subscription_wait_acked('sb_ryw', 1, 0)$$);
+ROLLBACK;
+SELECT es_drop_subscription('sb_ryw');
+
+--
 -- Leases: this session holds what it read; releasing gives it up
 --
 SELECT es_subscription_release('sb_group', 0);

@@ -177,6 +177,13 @@ subscription_plan(EsSubscriptionPlan which)
 						   members);
 			nargs = 3;
 			break;
+		case ES_SUB_PLAN_MEMBERS:
+			/* $1 name */
+			sql = psprintf("SELECT member, position, scanned_to, epoch FROM %s "
+						   "WHERE name OPERATOR(pg_catalog.=) $1 ORDER BY member",
+						   members);
+			nargs = 1;
+			break;
 		case ES_SUB_NPLANS:
 			elog(ERROR, "no such subscription statement");
 	}
@@ -289,6 +296,46 @@ es_subscription_load(const char *name, int32 member, bool for_share, bool check_
 		if (!s->has_member)
 			elog(ERROR, "member %d of subscription \"%s\" has no checkpoint", member, name);
 	}
+}
+
+/*
+ * es_subscription_load_members
+ *		Every member of the subscription def (loaded without a member): an
+ *		array of *n copies of it, each with one member's checkpoint, as one
+ *		snapshot sees them.
+ */
+EsSubscription *
+es_subscription_load_members(const EsSubscription *def, int *n)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	EsSavedUser saved;
+	Datum		values[1];
+	EsSubscription *result;
+
+	values[0] = CStringGetTextDatum(def->name);
+	es_become_owner(&saved);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute_plan(subscription_plan(ES_SUB_PLAN_MEMBERS), values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "reading the members of subscription \"%s\" failed", def->name);
+	*n = (int) SPI_processed;
+	result = MemoryContextAlloc(caller, sizeof(EsSubscription) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		result[i] = *def;
+		result[i].member = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		result[i].has_member = true;
+		result[i].position = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		result[i].scanned_to = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		result[i].epoch = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+	}
+	SPI_finish();
+	es_restore_user(&saved);
+	return result;
 }
 
 /*

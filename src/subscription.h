@@ -35,12 +35,14 @@ typedef enum EsSubscriptionPlan
 	ES_SUB_PLAN_LOAD_SHARE,		/* the same, the definition locked FOR SHARE */
 	ES_SUB_PLAN_ACK,			/* move a checkpoint forward, checked */
 	ES_SUB_PLAN_SCANNED,		/* remember how far a member has nothing */
+	ES_SUB_PLAN_MEMBERS,		/* every member's checkpoint */
 	ES_SUB_NPLANS
 } EsSubscriptionPlan;
 
 extern char *es_subscription_name_arg(FunctionCallInfo fcinfo, int argno);
 extern void es_subscription_load(const char *name, int32 member, bool for_share,
 								 bool check_owner, EsSubscription *s);
+extern EsSubscription *es_subscription_load_members(const EsSubscription *def, int *n);
 extern void es_check_member_arg(const EsSubscription *s, int32 member);
 extern void es_check_group_size(int32 group_size);
 extern bool es_subscription_matches_type(const EsSubscription *s, const char *type);

@@ -386,6 +386,144 @@ es_subscription_wait(PG_FUNCTION_ARGS)
 	}
 }
 
+/* how often es_subscription_wait_acked looks at the checkpoints */
+#define ES_ACKED_POLL_MS 10
+
+/* accept_upto's argument: the member, and the position to look up to */
+typedef struct AcceptUpto
+{
+	const EsSubscription *s;
+	int64		bound;
+} AcceptUpto;
+
+/*
+ * accept_upto
+ *		EsLogScan's filter for member_done_upto: the member's events up to
+ *		the bound, and the first event past it (which ends the look).
+ */
+static bool
+accept_upto(TupleTableSlot *slot, void *arg)
+{
+	const AcceptUpto *a = arg;
+	bool		isnull;
+
+	if (DatumGetInt64(slot_getattr(slot, Anum_es_events_global_position, &isnull)) > a->bound)
+		return true;
+	return accept_member(slot, (void *) a->s);
+}
+
+/*
+ * member_done_upto
+ *		Has the member acknowledged every event of its own up to position?
+ *		(None of them after its checkpoint, and the safe log reaches the
+ *		position.)  Reads only; remembers nothing.
+ */
+static bool
+member_done_upto(const EsSubscription *s, int64 position)
+{
+	int64		start = Max(s->position, s->scanned_to);
+	AcceptUpto	a = {s, position};
+	EsLogScan  *scan;
+	TupleTableSlot *slot;
+	EsScopeHold hold = ES_SCOPE_HOLD_INIT;
+	bool		done;
+
+	if (start >= position)
+		return true;
+	scan = es_log_scan_begin(s->category, start);
+	scan->accept = accept_upto;
+	scan->accept_arg = &a;
+	scan->hold = &hold;
+	for (;;)
+	{
+		bool		isnull;
+
+		slot = es_log_scan_next(scan);
+		if (slot == NULL)
+		{
+			/* nothing of its own left in the safe log: is the log there? */
+			done = scan->high >= position;
+			break;
+		}
+		if (DatumGetInt64(slot_getattr(slot, Anum_es_events_global_position, &isnull)) > position)
+		{
+			done = true;
+			break;
+		}
+		if (s->ntypes < 0 ||
+			es_subscription_matches_type(s, TextDatumGetCString(slot_getattr(slot, Anum_es_events_event_type, &isnull))))
+		{
+			done = false;
+			break;
+		}
+	}
+	es_scope_hold_release(&hold);
+	es_log_scan_end(scan);
+	return done;
+}
+
+PG_FUNCTION_INFO_V1(es_subscription_wait_acked);
+
+/*
+ * es_subscription_wait_acked(name text, position bigint,
+ *							  timeout_ms int DEFAULT 10000) RETURNS boolean
+ *
+ * Read-your-writes for consumers outside the database: blocks until every
+ * member of the subscription has acknowledged all of its events up to the
+ * global position (true) -- a member with none of its own there has
+ * nothing to do -- or the timeout passes (false).  Only reads (it works on
+ * a hot standby); takes no lease.  Reads the checkpoints afresh each time,
+ * so it needs a READ COMMITTED transaction.
+ */
+Datum
+es_subscription_wait_acked(PG_FUNCTION_ARGS)
+{
+	char	   *name = es_subscription_name_arg(fcinfo, 0);
+	int64		position;
+	int32		timeout_ms;
+	TimestampTz deadline;
+	MemoryContext poll;
+
+	es_check_not_null(fcinfo, 1, "position");
+	es_check_not_null(fcinfo, 2, "timeout_ms");
+	position = PG_GETARG_INT64(1);
+	timeout_ms = PG_GETARG_INT32(2);
+	es_check_timeout(timeout_ms);
+	es_check_read_committed("es_subscription_wait_acked", "the acknowledgements it waits for");
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	poll = AllocSetContextCreate(CurrentMemoryContext, "event_sourcing subscription poll",
+								 ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		MemoryContext old = MemoryContextSwitchTo(poll);
+		EsSubscription def;
+		EsSubscription *members;
+		int			n;
+		bool		done = true;
+		long		remaining;
+
+		CHECK_FOR_INTERRUPTS();
+		/* like es_projection_wait: EXECUTE is the privilege, not ownership */
+		es_subscription_load(name, -1, false, false, &def);
+		members = es_subscription_load_members(&def, &n);
+		for (int i = 0; i < n && done; i++)
+			done = member_done_upto(&members[i], position);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(poll);
+		if (done)
+			PG_RETURN_BOOL(true);
+
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining <= 0)
+			PG_RETURN_BOOL(false);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Min(remaining, ES_ACKED_POLL_MS), PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		es_check_client();
+	}
+}
+
 PG_FUNCTION_INFO_V1(es_subscription_lag);
 
 /*

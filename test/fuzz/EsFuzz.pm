@@ -140,6 +140,8 @@ my @TEXTARR = (
 	'(SELECT array_agg(\'T\' || g) FROM generate_series(1, 2000) g)',
 	'ARRAY[repeat(\'T\', 300)]',
 );
+# timeouts of the waiting functions: short, or invalid
+my @TIMEOUT = ('NULL', '0', '-1', '1', '20', '-2147483648');
 my @INTERVAL = (
 	'NULL', q('1 day'), q('-1 day'), q('0'), q('1 microsecond'),
 	q('178000000 years'), q('1 mon -30 days'),
@@ -225,7 +227,7 @@ my %API = (
 		"SELECT * FROM es_aggregate_at(" . join(', ', pick(@TEXT), pick(@TS)) . ")";
 	},
 	es_execute => sub {
-		"SELECT es_execute(" . join(', ', pick(@TEXT), pick(@JSON)) . ")";
+		"SELECT es_execute(" . join(', ', pick(@TEXT), pick(@JSON), pick(@BIGINT), pick(@UUID)) . ")";
 	},
 	es_fold_count => sub { "SELECT es_fold_count()" },
 	es_define_upcaster => sub {
@@ -259,6 +261,40 @@ my %API = (
 		"SELECT es_set_retention(" . join(', ', pick(@TEXT), pick(@INTERVAL), pick(@BIGINT)) . ")";
 	},
 	es_apply_retention => sub { "SELECT es_apply_retention(" . pick(@INT) . ")" },
+	# subscriptions (1.5): 'fzs' exists when an earlier case defined it
+	es_define_subscription => sub {
+		"SELECT es_define_subscription(" . join(', ', pick(@TEXT, q('fzs')), pick(@TEXT),
+			pick(@TEXTARR), pick(@BIGINT), pick(@INT, '4', '1024', '1025')) . ")";
+	},
+	es_subscription_read => sub {
+		"SELECT * FROM es_subscription_read(" . join(', ', pick(@TEXT, q('fzs')), pick(@INT), pick(@INT)) . ")";
+	},
+	es_subscription_ack => sub {
+		"SELECT es_subscription_ack(" . join(', ', pick(@TEXT, q('fzs')), pick(@BIGINT), pick(@INT)) . ")";
+	},
+	es_subscription_wait => sub {
+		"SELECT es_subscription_wait(" . join(', ', pick(@TEXT, q('fzs')), pick(@INT), pick(@TIMEOUT)) . ")";
+	},
+	es_subscription_wait_acked => sub {
+		"SELECT es_subscription_wait_acked(" . join(', ', pick(@TEXT, q('fzs')), pick(@BIGINT), pick(@TIMEOUT)) . ")";
+	},
+	es_subscription_reset => sub {
+		"SELECT es_subscription_reset(" . join(', ', pick(@TEXT, q('fzs')), pick(@BIGINT), pick(@INT)) . ")";
+	},
+	es_alter_subscription => sub {
+		"SELECT es_alter_subscription(" . join(', ', pick(@TEXT, q('fzs')), pick(@INT, '4', '1025')) . ")";
+	},
+	es_drop_subscription => sub { "SELECT es_drop_subscription(" . pick(@TEXT, q('fzs')) . ")" },
+	es_subscription_release => sub {
+		"SELECT es_subscription_release(" . join(', ', pick(@TEXT, q('fzs')), pick(@INT)) . ")";
+	},
+	es_subscription_member => sub {
+		"SELECT es_subscription_member(" . join(', ', pick(@TEXT), pick(@INT, '4', '1024', '1025')) . ")";
+	},
+	es_last_position => sub { "SELECT es_last_position()" },
+	es_projection_wait => sub {
+		"SELECT es_projection_wait(" . join(', ', pick(@TEXT, q('fzp')), pick(@BIGINT), pick(@TIMEOUT)) . ")";
+	},
 );
 
 # --------------------------------------------------------------------------
@@ -459,7 +495,7 @@ sub generate
 			$c->{what} = $f;
 			$c->{fresh} = 0;
 			$c->{call} = $API{$f}->();
-			$c->{timeout} = 1000 if $f eq 'es_wait';
+			$c->{timeout} = 1000 if $f =~ /_wait/;
 			push @{ $c->{setup} },
 			  "SELECT es_append('s-1', NULL, '[{\"type\": \"FzT\", \"data\": {}}, {\"type\": \"FzT\", \"data\": {}}]')"
 			  if rnd(2);

@@ -2,7 +2,7 @@
 -- client commands (1.5): signatures, volatility, nothing for PUBLIC, the
 -- tables kept by pg_dump, and the invariants of a consumer group.
 BEGIN;
-SELECT plan(25);
+SELECT plan(26);
 
 CREATE EXTENSION event_sourcing;
 CREATE ROLE regress_app NOLOGIN;
@@ -29,14 +29,16 @@ SELECT results_eq(
              ('es_subscription_read(text,integer,integer) -> SETOF es_events vu'),
              ('es_subscription_release(text,integer) -> boolean vu'),
              ('es_subscription_reset(text,bigint,integer) -> void vu'),
-             ('es_subscription_wait(text,integer,integer) -> boolean vu')$$,
+             ('es_subscription_wait(text,integer,integer) -> boolean vu'),
+             ('es_subscription_wait_acked(text,bigint,integer) -> boolean vu')$$,
     'the subscription functions and es_execute: exactly these overloads, volatility and parallel safety, none STRICT or SECURITY DEFINER');
 SELECT results_eq(
     $$SELECT pg_get_function_arguments(p.oid) FROM pg_proc p
        WHERE p.pronamespace = 'public'::regnamespace
          AND p.proname IN ('es_define_subscription', 'es_subscription_read', 'es_subscription_ack',
                            'es_subscription_wait', 'es_subscription_reset', 'es_alter_subscription',
-                           'es_drop_subscription', 'es_execute', 'es_projection_wait')
+                           'es_drop_subscription', 'es_execute', 'es_projection_wait',
+                           'es_subscription_wait_acked')
        ORDER BY p.proname$$,
     $$VALUES ('name text, group_size integer'),
              ('name text, category text DEFAULT NULL::text, event_types text[] DEFAULT NULL::text[], start_position bigint DEFAULT 0, group_size integer DEFAULT 1'),
@@ -46,7 +48,8 @@ SELECT results_eq(
              ('name text, "position" bigint, member integer DEFAULT 0'),
              ('name text, max_count integer DEFAULT 100, member integer DEFAULT 0'),
              ('name text, "position" bigint, member integer DEFAULT NULL::integer'),
-             ('name text, member integer DEFAULT 0, timeout_ms integer DEFAULT 10000')$$,
+             ('name text, member integer DEFAULT 0, timeout_ms integer DEFAULT 10000'),
+             ('name text, "position" bigint, timeout_ms integer DEFAULT 10000')$$,
     'argument names and defaults as in the contract');
 SELECT ok(NOT has_function_privilege('regress_app', p.oid, 'EXECUTE'),
           p.oid::regprocedure::text || ': no EXECUTE without a grant')

@@ -59,7 +59,9 @@
 #		 in order), es_subscription_wait returns true, es_subscription_ack
 #		 fails with 25006, es_subscriptions.lag is NULL (not on the
 #		 primary); after an acknowledgement on the primary is replayed, the
-#		 standby's checkpoint and read start after it.
+#		 standby's checkpoint and read start after it, and
+#		 es_subscription_wait_acked turns true there for the acknowledged
+#		 position (false before; false for the member's next event).
 #
 #	  Run as a non-root user (initdb refuses root), e.g. from a copy of the
 #	  tree owned by postgres, as scripts/test.sh does:
@@ -566,12 +568,20 @@ is($primary->safe_psql('postgres',
 		q{SELECT count(*) || ' ' || count(lag) FROM es_subscriptions WHERE name = 'mirror'}),
 	'2 2', 'primary: es_subscriptions.lag is not NULL');
 
-$primary->safe_psql('postgres', "SELECT es_subscription_ack('mirror', $mirror[4], 1)");
+my $acked = q{SELECT es_subscription_wait_acked('mirror', %s, 0)};
+is($standby->safe_psql('postgres', sprintf($acked, $mirror[4])),
+	'f', "standby: es_subscription_wait_acked(mirror, $mirror[4]) is false before the acknowledgements");
+$primary->safe_psql('postgres',
+	"SELECT es_subscription_ack('mirror', $mirror[4], 1), es_subscription_ack('mirror', $mirror[4], 0)");
 $primary->wait_for_catchup($standby);
 is($standby->safe_psql('postgres', $checkpoint),
 	$mirror[4], "standby: after replay the checkpoint is the primary's acknowledgement ($mirror[4])");
 is( (split /:/, $standby->safe_psql('postgres', $read_mirror))[0],
 	$mirror[5], "standby: ... and the read starts after it ($mirror[5])");
+is($standby->safe_psql('postgres', sprintf($acked, $mirror[4])),
+	't', "standby: es_subscription_wait_acked(mirror, $mirror[4]) is true once both members' acknowledgements are replayed");
+is($standby->safe_psql('postgres', sprintf($acked, $mirror[5])),
+	'f', "standby: ... and false for $mirror[5], an event of member 1 after its checkpoint");
 
 $standby->stop;
 $mon->quit;
