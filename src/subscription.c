@@ -301,8 +301,10 @@ es_subscription_load(const char *name, int32 member, bool for_share, bool check_
 /*
  * es_subscription_load_members
  *		Every member of the subscription def (loaded without a member): an
- *		array of *n copies of it, each with one member's checkpoint, as one
- *		snapshot sees them.
+ *		array of *n copies of it, each with one member's checkpoint, as a
+ *		new snapshot sees them (in READ COMMITTED, what has committed by
+ *		now: es_subscription_wait_acked calls it again and again within one
+ *		statement).  42704 when the subscription is gone.
  */
 EsSubscription *
 es_subscription_load_members(const EsSubscription *def, int *n)
@@ -316,7 +318,8 @@ es_subscription_load_members(const EsSubscription *def, int *n)
 	es_become_owner(&saved);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_plan(subscription_plan(ES_SUB_PLAN_MEMBERS), values, NULL, true, 0) != SPI_OK_SELECT)
+	/* not read_only: a snapshot of its own, not the statement's */
+	if (SPI_execute_plan(subscription_plan(ES_SUB_PLAN_MEMBERS), values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading the members of subscription \"%s\" failed", def->name);
 	*n = (int) SPI_processed;
 	result = MemoryContextAlloc(caller, sizeof(EsSubscription) * Max(*n, 1));
@@ -335,6 +338,8 @@ es_subscription_load_members(const EsSubscription *def, int *n)
 	}
 	SPI_finish();
 	es_restore_user(&saved);
+	if (*n == 0)
+		subscription_not_found(def->name);
 	return result;
 }
 

@@ -61,7 +61,11 @@
 #		 primary); after an acknowledgement on the primary is replayed, the
 #		 standby's checkpoint and read start after it, and
 #		 es_subscription_wait_acked turns true there for the acknowledged
-#		 position (false before; false for the member's next event).
+#		 position (false before; false for the member's next event).  On
+#		 the primary, es_subscription_wait_acked for that next event
+#		 waits, and returns true once acknowledgements in another session
+#		 commit; es_projection_wait for an async projection returns true
+#		 once the worker has applied the event, and the read model has it.
 #
 #	  Run as a non-root user (initdb refuses root), e.g. from a copy of the
 #	  tree owned by postgres, as scripts/test.sh does:
@@ -582,6 +586,35 @@ is($standby->safe_psql('postgres', sprintf($acked, $mirror[4])),
 	't', "standby: es_subscription_wait_acked(mirror, $mirror[4]) is true once both members' acknowledgements are replayed");
 is($standby->safe_psql('postgres', sprintf($acked, $mirror[5])),
 	'f', "standby: ... and false for $mirror[5], an event of member 1 after its checkpoint");
+
+# Read-your-writes on the primary: a wait for a position that member 1 has
+# not acknowledged blocks until the acknowledgements commit in another
+# session, then returns true (its snapshot is not the statement's).
+my $ryw = start_psql('ryw', "SELECT es_subscription_wait_acked('mirror', $mirror[5], 60000)");
+ok(defined time_until(time(), 10, sub { waiting_in('ryw', 'es_subscription_wait_acked') }),
+	"primary: es_subscription_wait_acked(mirror, $mirror[5]) waits while member 1 has not acknowledged it");
+$primary->safe_psql('postgres',
+	"SELECT es_subscription_ack('mirror', $mirror[5], 1), es_subscription_ack('mirror', $mirror[5], 0)");
+ok($ryw->{h}->finish, 'primary: the waiting session ran without error') or diag($ryw->{err});
+is($ryw->{out}, "t\n",
+	'primary: ... and its wait returns true once the acknowledgements commit (it had 60 s to go)');
+
+# The same for an async projection, which the worker applies: es_projection_wait
+# returns true once the worker's checkpoint passes what this session appended.
+$primary->safe_psql(
+	'postgres', q{
+CREATE TABLE ryw_seen (global_position bigint NOT NULL);
+CREATE FUNCTION ryw_note(e es_events) RETURNS void LANGUAGE sql
+    AS $$ INSERT INTO ryw_seen VALUES (e.global_position) $$;
+SELECT es_define_projection('ryw_async', 'ryw_note(es_events)', ARRAY['Noted'], 'async');
+});
+my $noted = $primary->safe_psql('postgres',
+	q{SELECT es_append('ryw-1', NULL, 'Noted', '{}') \g /dev/null
+	  SELECT es_last_position()});
+is($primary->safe_psql('postgres', "SELECT es_projection_wait('ryw_async', $noted, 60000)"),
+	't', "primary: es_projection_wait(ryw_async, $noted) returns true once the worker has applied it");
+is($primary->safe_psql('postgres', "SELECT count(*) FROM ryw_seen WHERE global_position = $noted"),
+	'1', '... and the read model has the event then');
 
 $standby->stop;
 $mon->quit;
