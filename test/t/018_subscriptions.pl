@@ -97,18 +97,8 @@ event_sourcing.worker_databases = 'postgres'
 max_connections = 40
 log_statement = none
 }, allows_streaming => 1);
-$primary->safe_psql(
-	'postgres', q{
-CREATE EXTENSION event_sourcing;
--- the command side: a command {"events": k} appends k Step events
-CREATE FUNCTION ord_evolve(state jsonb, e es_events) RETURNS jsonb LANGUAGE sql AS $$
-    SELECT jsonb_build_object('n', (state->>'n')::int + 1)
-$$;
-CREATE FUNCTION ord_decide(state jsonb, command jsonb) RETURNS jsonb LANGUAGE sql AS $$
-    SELECT jsonb_agg(jsonb_build_object('type', 'Step', 'data', jsonb_build_object('k', k, 'n', state->'n')))
-      FROM generate_series(1, (command->>'events')::int) k
-$$;
-SELECT es_define_aggregate('ord', 'ord_evolve(jsonb, es_events)', '{"n": 0}', 'ord_decide(jsonb, jsonb)');
+$primary->safe_psql('postgres',
+	"CREATE EXTENSION event_sourcing;\n" . es_ord_aggregate_sql() . q{
 -- the consumers' sink; n is the insertion order, app the instance
 CREATE TABLE sink (
     n               bigserial PRIMARY KEY,
@@ -151,17 +141,8 @@ sub lease_holder
 		      AND l.objid = $member AND l.objsubid = $lease_class});
 }
 
-# Poll until $cond->() is true or $secs pass: the time it took, or undef.
-sub time_until
-{
-	my ($t0, $secs, $cond) = @_;
-	while (time() < $t0 + $secs)
-	{
-		return time() - $t0 if $cond->();
-		usleep(5_000);
-	}
-	return undef;
-}
+# Poll until $cond->() is true or $secs pass (EsTest): the time it took, or undef.
+sub time_until { return es_time_until(@_); }
 
 my $psql = $primary->installed_command('psql');
 

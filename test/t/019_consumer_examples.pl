@@ -105,18 +105,8 @@ event_sourcing.worker_databases = 'postgres'
 max_connections = 40
 log_statement = none
 });
-$server->safe_psql(
-	'postgres', q{
-CREATE EXTENSION event_sourcing;
--- the command side: a command {"events": k} appends k Step events
-CREATE FUNCTION ord_evolve(state jsonb, e es_events) RETURNS jsonb LANGUAGE sql AS $$
-    SELECT jsonb_build_object('n', (state->>'n')::int + 1)
-$$;
-CREATE FUNCTION ord_decide(state jsonb, command jsonb) RETURNS jsonb LANGUAGE sql AS $$
-    SELECT jsonb_agg(jsonb_build_object('type', 'Step', 'data', jsonb_build_object('k', k, 'n', state->'n')))
-      FROM generate_series(1, (command->>'events')::int) k
-$$;
-SELECT es_define_aggregate('ord', 'ord_evolve(jsonb, es_events)', '{"n": 0}', 'ord_decide(jsonb, jsonb)');
+$server->safe_psql('postgres',
+	"CREATE EXTENSION event_sourcing;\n" . es_ord_aggregate_sql() . q{
 -- the load: one session per client, until ctl.stop
 CREATE TABLE ctl (stop bool NOT NULL);
 INSERT INTO ctl VALUES (false);
@@ -153,17 +143,8 @@ SELECT es_define_subscription('fil', 'ord', group_size => 2);
 my $mon = $server->background_psql('postgres');
 sub mon { return $mon->query_safe(shift); }
 
-# Poll until $cond->() is true or $secs pass: the time it took, or undef.
-sub time_until
-{
-	my ($t0, $secs, $cond) = @_;
-	while (time() < $t0 + $secs)
-	{
-		return time() - $t0 if $cond->();
-		usleep(10_000);
-	}
-	return undef;
-}
+# Poll until $cond->() is true or $secs pass (EsTest): the time it took, or undef.
+sub time_until { return es_time_until(@_); }
 
 # The consumers: subscription, member, language, sink.
 my @consumers = (

@@ -20,9 +20,11 @@ use warnings;
 use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 use Test::More;
+use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(es_node run_sql fails_with succeeds dump_restore_custom
-  dump_restore_plain median max_of es_check_log first_few);
+  dump_restore_plain median max_of es_check_log first_few es_time_until
+  es_ord_aggregate_sql);
 
 # es_node($name, $conf, %init): a new node $name, initialized with %init
 # (e.g. allows_streaming => 1), $conf (if defined) appended to its
@@ -148,5 +150,36 @@ sub es_check_log
 
 # first_few(@list): its first ten elements, comma-separated, for a diag.
 sub first_few { my @l = @_; return join(',', @l[ 0 .. ($#l < 9 ? $#l : 9) ]); }
+
+# es_time_until($t0, $secs, $cond): poll $cond->() every 5 ms until it is
+# true (returns the seconds since $t0) or $secs after $t0 have passed
+# (returns undef).
+sub es_time_until
+{
+	my ($t0, $secs, $cond) = @_;
+	while (time() < $t0 + $secs)
+	{
+		return time() - $t0 if $cond->();
+		usleep(5_000);
+	}
+	return undef;
+}
+
+# es_ord_aggregate_sql(): the command side of the subscription tests --
+# aggregate 'ord', whose command {"events": k} appends k Step events
+# (es_execute('ord-<n>', ...)).
+sub es_ord_aggregate_sql
+{
+	return q{
+CREATE FUNCTION ord_evolve(state jsonb, e es_events) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_object('n', (state->>'n')::int + 1)
+$$;
+CREATE FUNCTION ord_decide(state jsonb, command jsonb) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_agg(jsonb_build_object('type', 'Step', 'data', jsonb_build_object('k', k, 'n', state->'n')))
+      FROM generate_series(1, (command->>'events')::int) k
+$$;
+SELECT es_define_aggregate('ord', 'ord_evolve(jsonb, es_events)', '{"n": 0}', 'ord_decide(jsonb, jsonb)');
+};
+}
 
 1;
