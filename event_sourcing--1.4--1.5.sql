@@ -259,7 +259,10 @@ REVOKE ALL ON FUNCTION @extschema@._es_subscription_lag(text, integer) FROM PUBL
 --
 -- es_execute(text, jsonb) becomes es_execute(text, jsonb, bigint, uuid)
 -- with defaults (both could not exist: a two-argument call would be
--- ambiguous).  Its EXECUTE grants are carried over.
+-- ambiguous).  Its EXECUTE grants are carried over, and stay the user's:
+-- a GRANT in an extension script is recorded as the extension's initial
+-- privilege, which pg_dump leaves out (a restore would lose it), so the
+-- initial privileges are set back to what a fresh install has.
 CREATE FUNCTION @extschema@.es_execute(stream_id text, command jsonb,
                                       expected_version bigint DEFAULT NULL,
                                       command_id uuid DEFAULT NULL)
@@ -270,7 +273,10 @@ REVOKE ALL ON FUNCTION @extschema@.es_execute(text, jsonb, bigint, uuid) FROM PU
 DO $$
 DECLARE
     g record;
+    fn pg_catalog.oid := '@extschema@.es_execute(text, jsonb, bigint, uuid)'::pg_catalog.regprocedure;
+    fresh pg_catalog.aclitem[];
 BEGIN
+    SELECT p.proacl INTO fresh FROM pg_catalog.pg_proc p WHERE p.oid = fn;
     FOR g IN SELECT a.grantee, a.is_grantable
                FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
               WHERE p.oid = '@extschema@.es_execute(text, jsonb)'::pg_catalog.regprocedure
@@ -282,6 +288,8 @@ BEGIN
                                        ELSE pg_catalog.quote_ident(g.grantee::pg_catalog.regrole::text) END,
                                   CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
     END LOOP;
+    UPDATE pg_catalog.pg_init_privs SET initprivs = fresh
+     WHERE objoid = fn AND classoid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND objsubid = 0;
 END
 $$;
 DROP FUNCTION @extschema@.es_execute(text, jsonb);

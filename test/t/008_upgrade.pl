@@ -32,6 +32,9 @@
 #		enabled ORIGIN instead of ALWAYS, a grant to PUBLIC, a volatility, a
 #		config table dropped from the extension) differ from fresh under both
 #		comparisons.
+#	  - Database granted: es_execute(text, jsonb) granted to a role at 1.4;
+#		after the update the role may execute the new es_execute, its
+#		pg_init_privs are a fresh install's, and pg_dump dumps the grant.
 #	  - In old after the update: every 1.0 row (events, aggregates,
 #		snapshots, upcasters, sequences) is unchanged; an inline projection
 #		is dispatched once per new append (also for the session opened
@@ -588,6 +591,36 @@ ok( $node->poll_query_until(
 is( $node->safe_psql(
 		'old', q{SELECT position || '/' || lag || '/' || status FROM es.es_projections WHERE name = 'by_worker'}),
 	'16/0/running', 'old: by_worker at the head, running');
+
+# Grants that the update carries over stay the user's: es_execute(text,
+# jsonb) granted to a role at 1.4 is granted on the new es_execute after
+# the update, pg_init_privs holds what a fresh install has (no grant), and
+# pg_dump therefore dumps the grant (a restore keeps it).
+$node->safe_psql('postgres', 'CREATE ROLE regress_cmd NOLOGIN');
+$node->safe_psql('postgres', 'CREATE DATABASE granted');
+$node->safe_psql(
+	'granted', q{
+CREATE SCHEMA es;
+CREATE EXTENSION event_sourcing VERSION '1.4' SCHEMA es;
+GRANT USAGE ON SCHEMA es TO regress_cmd;
+GRANT EXECUTE ON FUNCTION es.es_execute(text, jsonb) TO regress_cmd;
+ALTER EXTENSION event_sourcing UPDATE;
+});
+is( $node->safe_psql(
+		'granted',
+		q{SELECT has_function_privilege('regress_cmd', 'es.es_execute(text, jsonb, bigint, uuid)', 'EXECUTE')}),
+	't', 'granted: the 1.4 grant on es_execute carries over to the new es_execute');
+my $init_privs = q{SELECT i.initprivs::text FROM pg_init_privs i
+  WHERE i.objoid = 'es.es_execute(text, jsonb, bigint, uuid)'::regprocedure AND i.classoid = 'pg_proc'::regclass};
+is($node->safe_psql('granted', $init_privs),
+	$node->safe_psql('fresh', $init_privs),
+	'granted: es_execute\'s initial privileges are a fresh install\'s (the grant is not one of them)');
+my $granted_dump = "$tempdir/granted.sql";
+$node->command_ok([ 'pg_dump', '--schema-only', '-f', $granted_dump, '-d', $node->connstr('granted') ],
+	'pg_dump --schema-only of granted');
+like(slurp_file($granted_dump),
+	qr/^GRANT (ALL|EXECUTE) ON FUNCTION es\.es_execute\(stream_id text, command jsonb, expected_version bigint, command_id uuid\) TO regress_cmd;$/m,
+	'granted: pg_dump dumps the carried-over grant');
 
 is(join("\n", server_errors()), '', 'no server error, fatal error or crash but this script\'s own');
 
