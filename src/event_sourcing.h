@@ -465,5 +465,6 @@ extern void es_worker_init(void);
 
 /* retention.c: retention policies */
 extern int	es_retention_interval;
+extern int	es_retention_duty_cycle;
 
 #endif							/* EVENT_SOURCING_H */

@@ -47,6 +47,7 @@
 
 /* event_sourcing.retention_interval: seconds between the worker's passes */
 int			es_retention_interval = 60;
+int			es_retention_duty_cycle = 50;
 
 /* One stream to trim: delete its events up to 'upto' (and older than the cutoff). */
 typedef struct RetentionTarget

@@ -160,6 +160,11 @@ es_worker_init(void)
 							"0 turns it off; es_apply_retention can still be called.",
 							&es_retention_interval, 60, 0, 7 * 24 * 3600,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("event_sourcing.retention_duty_cycle",
+							"Share of its time, in percent, the background worker gives a retention backlog.",
+							"After a full batch it pauses (100 - share) / share times as long as the batch took, leaving the rest to appenders; 100 does not pause.",
+							&es_retention_duty_cycle, 50, 1, 100,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;
@@ -528,8 +533,12 @@ retention_sql(const void *arg)
  *		Apply the retention policies (es_apply_retention, ES_RETENTION_BATCH
  *		events a transaction) when event_sourcing.retention_interval has
  *		passed since the last pass began; an error is logged and waits for
- *		the next interval.  Returns the milliseconds until the next pass is
- *		due (0: a batch was full, go again), -1 when turned off.
+ *		the next interval.  A full batch means more is due: the next one
+ *		follows after a pause that keeps the worker's share of the time at
+ *		event_sourcing.retention_duty_cycle percent, as autovacuum's cost
+ *		delay keeps vacuuming from starving foreground work.  Returns the
+ *		milliseconds until the next batch or pass is due, -1 when turned
+ *		off.
  */
 #define ES_RETENTION_BATCH 10000
 static long
@@ -552,8 +561,14 @@ retention_round(void)
 					"event_sourcing: applying retention policies", &deleted) &&
 		deleted >= ES_RETENTION_BATCH)
 	{
-		next_due = 0;
-		return 0;
+		TimestampTz end = GetCurrentTimestamp();
+		long		took = TimestampDifferenceMilliseconds(now, end);
+		long		pause = took * (100 - es_retention_duty_cycle) / es_retention_duty_cycle;
+
+		elog(DEBUG1, "event_sourcing: retention batch of " INT64_FORMAT " events took %ld ms; the next follows in %ld ms (retention_duty_cycle %d)",
+			 deleted, took, pause, es_retention_duty_cycle);
+		next_due = TimestampTzPlusMilliseconds(end, pause);
+		return pause;
 	}
 	return es_retention_interval * 1000L;
 }

@@ -322,6 +322,45 @@ ok( $node->poll_query_until(
 $log = slurp_file($node->logfile, $log_offset);
 unlike($log, qr/ERROR/, 'retain: no ERROR in the server log throughout')
   or diag($log);
+
+# A backlog larger than a batch: after each full batch the worker pauses so
+# that retention takes retention_duty_cycle percent of its time (20: four
+# times as long as the batch took), and says so at DEBUG1.
+$node->safe_psql('postgres', q{ALTER SYSTEM SET event_sourcing.retention_duty_cycle = 20});
+$node->safe_psql('postgres', q{ALTER SYSTEM SET log_min_messages = debug1});
+$node->reload;
+$log_offset = -s $node->logfile;
+$node->safe_psql(
+	'retain', q{
+CREATE TABLE bulk_src AS
+    SELECT 'bulk-' || s AS stream_id, v::bigint AS stream_version, 'Sampled'::text AS event_type,
+           '{}'::jsonb AS data, timestamptz '2020-03-01 00:00:00+00' + v * interval '1 minute' AS recorded_at
+      FROM generate_series(1, 250) s, generate_series(1, 100) v;
+SELECT es_import('bulk_src');
+SELECT es_set_retention('bulk', '30 days');
+});
+ok( $node->poll_query_until(
+		'retain', q{SELECT count(*) = 250 AND min(stream_version) = 100 FROM es_events WHERE stream_id LIKE 'bulk-%'}),
+	'retain: the worker removes a backlog of 24,750 events (three batches), keeping each stream\'s newest');
+$log = slurp_file($node->logfile, $log_offset);
+my @paced = $log =~ /retention batch of 10000 events took (\d+) ms; the next follows in (\d+) ms \(retention_duty_cycle 20\)/g;
+is(scalar(@paced), 4, 'retain: the worker logged a pause after each of the two full batches');
+for (my $i = 0; $i + 1 < @paced; $i += 2)
+{
+	is($paced[ $i + 1 ], int($paced[$i] * 80 / 20),
+		"retain: batch took $paced[$i] ms, the pause is four times that ($paced[$i + 1] ms)");
+}
+# the next batch began no earlier than the pause after the one before
+my @at = split /\n/, $node->safe_psql('retain',
+	q{SELECT extract(epoch FROM erased_at) FROM es_erasures WHERE category = 'bulk' ORDER BY erasure_id});
+is(scalar(@at), 3, 'retain: three retention passes of bulk are audited');
+for my $k (0, 1)
+{
+	cmp_ok(($at[ $k + 1 ] - $at[$k]) * 1000, '>=', $paced[ 2 * $k + 1 ],
+		'retain: batch ' . ($k + 2) . ' began after the pause (' . $paced[ 2 * $k + 1 ] . ' ms) that followed batch ' . ($k + 1));
+}
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET event_sourcing.retention_duty_cycle});
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET log_min_messages});
 $node->safe_psql('postgres',
 	q{ALTER SYSTEM SET event_sourcing.retention_interval = 0});
 $node->reload;
