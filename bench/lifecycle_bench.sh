@@ -16,6 +16,8 @@
 #   RETENTION_ROUNDS=3 PASS_SECONDS=30 ...  part 1's rounds and pgbench length
 #   RUNS=21 ...                             part 2's runs of each call
 #   BATCH=10000 ...                         part 1's es_apply_retention(max_events)
+#   WORKER=1 DUTY=50 ...                    part 1 also: the background worker's
+#                                           pass at retention_duty_cycle DUTY
 #   MODES="preload plain" SYNCS="off on"    part 3's modes and settings
 #
 # The script always builds (--build is accepted and changes nothing; it
@@ -31,7 +33,12 @@
 # (es_append reads stream heads from the shared head cache), "plain" = not
 # preloaded (the head is read from the index, where 1.5 adds the tombstone
 # check); event_sourcing.worker_databases stays empty, so no background
-# worker applies retention behind the benchmark's back.
+# worker applies retention behind the benchmark's back -- except with
+# WORKER=1, where part 1 lists its database for a worker whose
+# retention_interval is 0 (off) but during the variant worker+append: the
+# same pgbench run while the worker, turned on 2 s after pgbench's start,
+# removes the category in its paced batches (retention_duty_cycle DUTY);
+# the pass ends when the poll (every 0.1 s) sees each stream's newest only.
 #
 # Part 1, retention: a category 'metric' of STREAMS x STREAM_EVENTS events,
 # recorded in 2020, imported with es_import (bench/lifecycle_setup.sql,
@@ -110,9 +117,18 @@ RETENTION_ROUNDS=${RETENTION_ROUNDS:-3}
 PASS_SECONDS=${PASS_SECONDS:-30}
 RUNS=${RUNS:-21}
 BATCH=${BATCH:-10000}
+# WORKER=1: part 1 also measures the background worker's pass (the library
+# preloaded, MODES' first mode preload) at retention_duty_cycle DUTY
+WORKER=${WORKER:-0}
+DUTY=${DUTY:-50}
 MODES=${MODES:-preload plain}
 SYNCS=${SYNCS:-off on}
-for v in STREAMS STREAM_EVENTS RETENTION_ROUNDS PASS_SECONDS RUNS BATCH; do
+WORKER_VARIANT=
+if ((WORKER)); then
+  [[ ${MODES%% *} == preload ]] || { echo "WORKER=1 needs MODES' first mode preload" >&2; exit 2; }
+  WORKER_VARIANT=worker+append
+fi
+for v in STREAMS STREAM_EVENTS RETENTION_ROUNDS PASS_SECONDS RUNS BATCH DUTY; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$v: a positive integer" >&2; exit 2; }
 done
 ((STREAM_EVENTS >= 2 && PASS_SECONDS >= 5)) || { echo "STREAM_EVENTS >= 2, PASS_SECONDS >= 5" >&2; exit 2; }
@@ -139,7 +155,8 @@ PGCONF=()
 args=(-d "$DURATION" -r "$ROUNDS" --old "$OLD_REV" --new "$NEW_REV")
 ((QUICK == 0)) || args+=(--quick)
 PARTS="$PARTS" STREAMS="$STREAMS" STREAM_EVENTS="$STREAM_EVENTS" RETENTION_ROUNDS="$RETENTION_ROUNDS" \
-  PASS_SECONDS="$PASS_SECONDS" RUNS="$RUNS" BATCH="$BATCH" MODES="$MODES" SYNCS="$SYNCS" es_bench_virtualenv "${args[@]}"
+  PASS_SECONDS="$PASS_SECONDS" RUNS="$RUNS" BATCH="$BATCH" MODES="$MODES" SYNCS="$SYNCS" WORKER="$WORKER" DUTY="$DUTY" \
+  es_bench_virtualenv "${args[@]}"
 PGCONF=("${PGCONF_ENV[@]}")
 
 # ---------------------------------------------------------------------------
@@ -249,13 +266,40 @@ tx_between() {
 # tx_end: the completion time of the last transaction in PGLOG.
 tx_end() { cat "$PGLOG".[0-9]* | awk '{ t = $5 + $6 / 1e6; if (t > m) m = t } END { printf "%.6f", m }'; }
 
+# worker_retention SECONDS: event_sourcing.retention_interval on "new" (0:
+# off), reloaded; the worker for DB takes it at once (a reload wakes it).
+worker_retention() {
+  on new q -d postgres -c "ALTER SYSTEM SET event_sourcing.retention_interval = $1" >/dev/null
+  on new q -d postgres -c "SELECT pg_reload_conf()" >/dev/null
+}
+
+# worker_pass LOG: the background worker's retention pass on "new": turned
+# on (interval 1 s, retention_duty_cycle as configured), polled every 0.1 s
+# until 'metric' holds each stream's newest event only, turned off again;
+# sets P0, P1 (epoch times) and checks what stays.
+worker_pass() {
+  local log=$1 left
+  P0=$(now)
+  worker_retention 1
+  while :; do
+    left=$(on new qdb -c "SELECT count(*) FROM es_events WHERE stream_id LIKE 'metric-%'")
+    ((left > STREAMS)) || break
+    sleep 0.1
+  done
+  P1=$(now)
+  worker_retention 0
+  on new qdb -c "SELECT count(*), sum(event_count) FROM es_erasures WHERE operation = 'retention'" >"$log"
+  [[ $(on new qdb -c "SELECT count(*) = $STREAMS AND min(stream_version) = $STREAM_EVENTS FROM es_events WHERE stream_id LIKE 'metric-%'") == t ]] \
+    || die "after the worker's pass, 'metric' does not hold each stream's newest event only"
+}
+
 part_retention() {
   local r v pid end
   declare -gA DPS=() TPS_DURING=() TPS_ALONE=() PASS_S=()
   FILL_S='' OUTLASTED=0 CALLS_ALL='' ALONE_RUNS=()
   say "part 1: retention of a $EVENTS-event category, $RETENTION_ROUNDS round(s)"
   for ((r = 1; r <= RETENTION_ROUNDS; r++)); do
-    for v in $(order "$r" pass pass+append append); do
+    for v in $(order "$r" pass pass+append append $WORKER_VARIANT); do
       say "  round $r: $v (fill)"
       fill
       case $v in
@@ -286,6 +330,25 @@ part_retention() {
           TPS_DURING[x]+="$(tx_between "$P0" "$end") "
           DPS[pass+append]+="$(awk -v n="$DELETED" -v a="$P0" -v b="$P1" 'BEGIN { printf "%.0f", n / (b - a) }') "
           PASS_S[pass+append]+="$(awk -v a="$P0" -v b="$P1" 'BEGIN { printf "%.1f", b - a }') "
+          ;;
+        worker+append)
+          # shellcheck disable=SC2030,SC2031
+          ( sleep 2; worker_pass "$(printf '%s/%03d-worker-pass' "$LOGDIR" "$((RUN + 2))")"; echo "$P0 $P1" >"$LOGDIR/pass-times" ) &
+          pid=$!
+          append_run worker+append
+          wait "$pid" || die "the worker's pass during pgbench failed"
+          RUN=$((RUN + 1))
+          read -r P0 P1 <"$LOGDIR/pass-times"
+          end=$(tx_end)
+          if awk -v a="$P1" -v b="$end" 'BEGIN { exit !(a > b) }'; then
+            OUTLASTED=1
+            say "  the worker's pass outlasted pgbench: appends measured until pgbench ended"
+          else
+            end=$P1
+          fi
+          TPS_DURING[w]+="$(tx_between "$P0" "$end") "
+          DPS[worker]+="$(awk -v n="$EXPECT_DELETED" -v a="$P0" -v b="$P1" 'BEGIN { printf "%.0f", n / (b - a) }') "
+          PASS_S[worker]+="$(awk -v a="$P0" -v b="$P1" 'BEGIN { printf "%.1f", b - a }') "
           ;;
         append)
           A0=$(now)
@@ -320,6 +383,15 @@ part_retention() {
   out "| pass alone | $(median_fmt %.1f ${PASS_S[pass]}) | $dps_alone | - | - |"
   # shellcheck disable=SC2086
   out "| pass + 4 appenders | $(median_fmt %.1f ${PASS_S[pass+append]}) | $dps_during | $tps_d | **$(ratio "$tps_d" "$tps_a")** |"
+  if [[ -n $WORKER_VARIANT ]]; then
+    local tps_w
+    # shellcheck disable=SC2086
+    tps_w=$(median ${TPS_DURING[w]})
+    # shellcheck disable=SC2086
+    out "| the worker's pass (retention_duty_cycle $DUTY) + 4 appenders | $(median_fmt %.1f ${PASS_S[worker]}) | $(median ${DPS[worker]}) | $tps_w | **$(ratio "$tps_w" "$tps_a")** |"
+    # shellcheck disable=SC2086
+    RUNS_TXT+=("- part 1, the worker's pass: $(join ${DPS[worker]}) deleted/s; appends during it $(join ${TPS_DURING[w]}) events/s")
+  fi
   out "| 4 appenders alone | - | - | $tps_a | 1.00 |"
   out ""
   # shellcheck disable=SC2086
@@ -459,6 +531,13 @@ if [[ " $PARTS " == *" retention "* || " $PARTS " == *" remove "* ]]; then
     set_mode "$FIRST_MODE"
   fi
   on new qdb -v streams="$STREAMS" -v stream_events="$STREAM_EVENTS" -v runs="$RUNS" -f "$HERE/lifecycle_setup.sql" >/dev/null
+  if [[ " $PARTS " == *" retention "* && -n $WORKER_VARIANT ]]; then
+    # the worker for DB on "new", retention off until a worker pass turns it on
+    on new q -d postgres -c "ALTER SYSTEM SET event_sourcing.retention_interval = 0" \
+      -c "ALTER SYSTEM SET event_sourcing.retention_duty_cycle = $DUTY" \
+      -c "ALTER SYSTEM SET event_sourcing.worker_databases = '$DB'" >/dev/null
+    on new q -d postgres -c "SELECT pg_reload_conf()" >/dev/null
+  fi
   [[ " $PARTS " != *" retention "* ]] || part_retention
   [[ " $PARTS " != *" remove "* ]] || part_remove
 fi
