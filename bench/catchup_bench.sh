@@ -118,20 +118,7 @@ qdb -c "CREATE EXTENSION event_sourcing" >/dev/null
 
 say "es_catchup: logs in $LOGDIR; loading $EVENTS events"
 t0=$SECONDS
-qdb >/dev/null <<EOF
-DO \$\$
-BEGIN
-    FOR b IN 0..$PAGES - 1 LOOP
-        PERFORM es_append('load-' || (b % 100), NULL,
-                          (SELECT jsonb_agg(jsonb_build_object(
-                                      'type', 'Deposited',
-                                      'data', jsonb_build_object('amount', b * 1000 + i, 'currency', 'EUR')))
-                           FROM generate_series(1, 1000) i));
-    END LOOP;
-END \$\$;
-VACUUM ANALYZE es_events;
-CHECKPOINT;
-EOF
+es_bench_deposits_sql load 100 "$PAGES" 1000 | qdb >/dev/null
 LOAD_SECS=$((SECONDS - t0))
 [[ $(qdb -c "SELECT count(*) = $EVENTS AND min(global_position) = 1 AND max(global_position) = $EVENTS FROM es_events") == t ]] \
   || die "the positions are not exactly 1..$EVENTS"

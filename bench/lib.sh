@@ -227,6 +227,27 @@ pgrun() {
 # median VALUE...: the same, rounded to an integer.
 median_fmt() { local f=$1; shift; printf '%s\n' "$@" | sort -g | awk -v f="$f" '{ v[NR] = $1 } END { printf f, NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 median() { median_fmt %.0f "$@"; }
+# es_bench_deposits_sql PREFIX STREAMS BATCHES SIZE: SQL that appends
+# BATCHES batches of SIZE 'Deposited' events with es_append, batch b to
+# stream PREFIX-(b % STREAMS) with amounts b * SIZE + 1 .. b * SIZE + SIZE
+# (so positions are dense: 1 .. BATCHES * SIZE), then VACUUM ANALYZE and
+# CHECKPOINT.  The store of catchup_bench.sh and subscription_group.sh.
+es_bench_deposits_sql() {
+  cat <<EOF
+DO \$\$
+BEGIN
+    FOR b IN 0..$3 - 1 LOOP
+        PERFORM es_append('$1-' || (b % $2), NULL,
+                          (SELECT jsonb_agg(jsonb_build_object(
+                                      'type', 'Deposited',
+                                      'data', jsonb_build_object('amount', b * $4 + i, 'currency', 'EUR')))
+                           FROM generate_series(1, $4) i));
+    END LOOP;
+END \$\$;
+VACUUM ANALYZE es_events;
+CHECKPOINT;
+EOF
+}
 # ratio A B: A / B, 2 decimals ("-" when B is not positive).
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
 # below A B M: true when A / B < M.

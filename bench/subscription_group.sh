@@ -100,22 +100,11 @@ PM=$(q -d postgres -c "SELECT split_part(pg_read_file('postmaster.pid'), E'\\n',
 
 say "es_group: logs in $LOGDIR; loading $EVENTS events"
 t0=$SECONDS
-qdb >/dev/null <<EOF
-DO \$\$
-BEGIN
-    FOR b IN 0..$EVENTS / 10 - 1 LOOP
-        PERFORM es_append('acct-' || (b % 10000), NULL,
-                          (SELECT jsonb_agg(jsonb_build_object(
-                                      'type', 'Deposited',
-                                      'data', jsonb_build_object('amount', b * 10 + i, 'currency', 'EUR')))
-                           FROM generate_series(1, 10) i));
-    END LOOP;
-END \$\$;
-VACUUM ANALYZE es_events;
-CHECKPOINT;
-SELECT es_define_subscription('one', 'acct', NULL, 0, 1);
-SELECT es_define_subscription('four', 'acct', NULL, 0, 4);
-EOF
+{
+  es_bench_deposits_sql acct 10000 "$((EVENTS / 10))" 10
+  echo "SELECT es_define_subscription('one', 'acct', NULL, 0, 1);"
+  echo "SELECT es_define_subscription('four', 'acct', NULL, 0, 4);"
+} | qdb >/dev/null
 LOAD_SECS=$((SECONDS - t0))
 [[ $(qdb -c "SELECT count(*) = $EVENTS AND max(global_position) = $EVENTS FROM es_events") == t ]] \
   || die "the log does not hold exactly $EVENTS events at 1..$EVENTS"
