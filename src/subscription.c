@@ -178,10 +178,11 @@ subscription_plan(EsSubscriptionPlan which)
 			nargs = 3;
 			break;
 		case ES_SUB_PLAN_MEMBERS:
-			/* $1 name */
-			sql = psprintf("SELECT member, position, scanned_to, epoch FROM %s "
-						   "WHERE name OPERATOR(pg_catalog.=) $1 ORDER BY member",
-						   members);
+			/* $1 name; the group size too, which a resize changes */
+			sql = psprintf("SELECT m.member, m.position, m.scanned_to, m.epoch, d.group_size "
+						   "FROM %s m JOIN %s d ON d.name OPERATOR(pg_catalog.=) m.name "
+						   "WHERE m.name OPERATOR(pg_catalog.=) $1 ORDER BY m.member",
+						   members, defs);
 			nargs = 1;
 			break;
 		case ES_SUB_NPLANS:
@@ -301,8 +302,8 @@ es_subscription_load(const char *name, int32 member, bool for_share, bool check_
 /*
  * es_subscription_load_members
  *		Every member of the subscription def (loaded without a member): an
- *		array of *n copies of it, each with one member's checkpoint, as a
- *		new snapshot sees them (in READ COMMITTED, what has committed by
+ *		array of *n copies of it, each with one member's checkpoint and the
+ *		group's size, as a new snapshot sees them (in READ COMMITTED, what has committed by
  *		now: es_subscription_wait_acked calls it again and again within one
  *		statement).  42704 when the subscription is gone.
  */
@@ -335,6 +336,7 @@ es_subscription_load_members(const EsSubscription *def, int *n)
 		result[i].position = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 		result[i].scanned_to = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 		result[i].epoch = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		result[i].group_size = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
 	}
 	SPI_finish();
 	es_restore_user(&saved);
