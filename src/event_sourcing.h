@@ -218,6 +218,7 @@ extern void es_note_append(void);
 extern void es_note_projection_change(void);
 extern bool es_event_after(int64 after, int64 upto);
 extern bool es_wait_for_log(int64 after, TimestampTz deadline, int64 *mark);
+extern bool es_poll_sleep(TimestampTz deadline, long poll_ms);
 extern void es_check_client(void);
 #define ES_MAX_WORKERS 64		/* databases with a background worker */
 typedef struct EsWorkerWake EsWorkerWake;

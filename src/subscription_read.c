@@ -29,12 +29,10 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
-#include "utils/wait_event.h"
 
 #include "compat.h"
 #include "event_sourcing.h"
@@ -362,15 +360,8 @@ es_subscription_wait(PG_FUNCTION_ARGS)
 	/* the lease first: until it is ours, nothing here is ours to read */
 	while (!es_lease_try(name, member))
 	{
-		long		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-
-		if (remaining <= 0)
+		if (!es_poll_sleep(deadline, ES_LEASE_POLL_MS))
 			PG_RETURN_BOOL(false);
-		es_check_client();
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Min(remaining, ES_LEASE_POLL_MS), PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
 	}
 
 	for (;;)
@@ -501,7 +492,6 @@ es_subscription_wait_acked(PG_FUNCTION_ARGS)
 		EsSubscription *members;
 		int			n;
 		bool		done = true;
-		long		remaining;
 
 		CHECK_FOR_INTERRUPTS();
 		/* like es_projection_wait: EXECUTE is the privilege, not ownership */
@@ -514,13 +504,8 @@ es_subscription_wait_acked(PG_FUNCTION_ARGS)
 		if (done)
 			PG_RETURN_BOOL(true);
 
-		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-		if (remaining <= 0)
+		if (!es_poll_sleep(deadline, ES_ACKED_POLL_MS))
 			PG_RETURN_BOOL(false);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Min(remaining, ES_ACKED_POLL_MS), PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		es_check_client();
 	}
 }
 

@@ -489,6 +489,29 @@ es_check_client(void)
 }
 
 /*
+ * es_poll_sleep
+ *		One step of a polling wait (es_projection_wait, es_subscription_wait's
+ *		wait for a lease, es_subscription_wait_acked): false once the
+ *		deadline has passed; else end the session if its client has gone,
+ *		sleep poll_ms (no further than the deadline, less when the latch is
+ *		set) and return true.
+ */
+bool
+es_poll_sleep(TimestampTz deadline, long poll_ms)
+{
+	long		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+
+	if (remaining <= 0)
+		return false;
+	es_check_client();
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 Min(remaining, poll_ms), PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	return true;
+}
+
+/*
  * es_wait_for_log
  *		Block until the safe global log holds an event after 'after', or the
  *		deadline passes.  Returns true with *mark the newest safe position,
@@ -618,7 +641,6 @@ es_projection_wait(PG_FUNCTION_ARGS)
 	for (;;)
 	{
 		EsProjection p;
-		long		remaining;
 
 		CHECK_FOR_INTERRUPTS();
 		if (es_projection_read(name, ES_LOCK_NONE, &p) != ES_FOUND)
@@ -632,11 +654,7 @@ es_projection_wait(PG_FUNCTION_ARGS)
 							p.failed_position),
 					 errdetail("%s", p.last_error ? p.last_error : "(no message)"),
 					 errhint("Fix the handler and run the projection again, or skip the event with es_projection_skip.")));
-		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-		if (remaining <= 0)
+		if (!es_poll_sleep(deadline, ES_PROJECTION_POLL_MS))
 			PG_RETURN_BOOL(false);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 Min(remaining, ES_PROJECTION_POLL_MS), PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
 	}
 }
