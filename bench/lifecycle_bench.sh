@@ -279,7 +279,8 @@ worker_retention() {
 # on (interval 1 s, retention_duty_cycle as configured), polled every 0.1 s
 # until the audit (es_erasures, a few rows: the poll costs nothing next to
 # the appenders) counts every expected deletion, turned off again; sets P0,
-# P1 (epoch times) and checks what stays.
+# P1 (epoch times), DELETED (the expected count), CALLS (-) and checks what
+# stays.
 worker_pass() {
   local log=$1 done
   P0=$(now)
@@ -290,14 +291,41 @@ worker_pass() {
     sleep 0.1
   done
   P1=$(now)
+  DELETED=$EXPECT_DELETED CALLS=-
   worker_retention 0
   on new qdb -c "SELECT count(*), sum(event_count) FROM es_erasures WHERE operation = 'retention'" >"$log"
   [[ $(on new qdb -c "SELECT count(*) = $STREAMS AND min(stream_version) = $STREAM_EVENTS FROM es_events WHERE stream_id LIKE 'metric-%'") == t ]] \
     || die "after the worker's pass, 'metric' does not hold each stream's newest event only"
 }
 
+# pass_during_appends VARIANT PASS NAME: the pgbench run of VARIANT with the
+# pass function PASS (pass or worker_pass; its log NAME) started 2 s after
+# pgbench; records the appends during the pass (until pgbench ended, if the
+# pass outlasted it), the deleted events/s and the pass's length under
+# VARIANT in TPS_DURING, DPS and PASS_S; sets CALLS.
+pass_during_appends() {
+  local variant=$1 fn=$2 name=$3 pid end
+  # shellcheck disable=SC2030,SC2031  # the subshell's run number, the parent counts it after
+  ( sleep 2; "$fn" "$(printf '%s/%03d-%s' "$LOGDIR" "$((RUN + 2))" "$name")"; echo "$P0 $P1 $DELETED $CALLS" >"$LOGDIR/pass-times" ) &
+  pid=$!
+  append_run "$variant"
+  wait "$pid" || die "the pass ($fn) during pgbench failed"
+  RUN=$((RUN + 1))
+  read -r P0 P1 DELETED CALLS <"$LOGDIR/pass-times"
+  end=$(tx_end)
+  if awk -v a="$P1" -v b="$end" 'BEGIN { exit !(a > b) }'; then
+    OUTLASTED=1
+    say "  the pass ($fn) outlasted pgbench: appends measured until pgbench ended"
+  else
+    end=$P1
+  fi
+  TPS_DURING[$variant]+="$(tx_between "$P0" "$end") "
+  DPS[$variant]+="$(awk -v n="$DELETED" -v a="$P0" -v b="$P1" 'BEGIN { printf "%.0f", n / (b - a) }') "
+  PASS_S[$variant]+="$(awk -v a="$P0" -v b="$P1" 'BEGIN { printf "%.1f", b - a }') "
+}
+
 part_retention() {
-  local r v pid end
+  local r v
   declare -gA DPS=() TPS_DURING=() TPS_ALONE=() PASS_S=()
   FILL_S='' OUTLASTED=0 CALLS_ALL='' ALONE_RUNS=()
   say "part 1: retention of a $EVENTS-event category, $RETENTION_ROUNDS round(s)"
@@ -315,43 +343,11 @@ part_retention() {
           PASS_S[pass]+="$(awk -v a="$P0" -v b="$P1" 'BEGIN { printf "%.1f", b - a }') "
           ;;
         pass+append)
-          # shellcheck disable=SC2030,SC2031  # the subshell's run number, the parent counts it after
-          ( sleep 2; pass "$(printf '%s/%03d-pass-during' "$LOGDIR" "$((RUN + 2))")"; echo "$P0 $P1 $DELETED $CALLS" >"$LOGDIR/pass-times" ) &
-          pid=$!
-          append_run pass+append
-          wait "$pid" || die "the pass during pgbench failed"
-          RUN=$((RUN + 1))
-          read -r P0 P1 DELETED CALLS <"$LOGDIR/pass-times"
-          end=$(tx_end)
-          if awk -v a="$P1" -v b="$end" 'BEGIN { exit !(a > b) }'; then
-            OUTLASTED=1
-            say "  the pass outlasted pgbench: appends measured until pgbench ended"
-          else
-            end=$P1
-          fi
+          pass_during_appends pass+append pass pass-during
           CALLS_ALL+="$CALLS "
-          TPS_DURING[x]+="$(tx_between "$P0" "$end") "
-          DPS[pass+append]+="$(awk -v n="$DELETED" -v a="$P0" -v b="$P1" 'BEGIN { printf "%.0f", n / (b - a) }') "
-          PASS_S[pass+append]+="$(awk -v a="$P0" -v b="$P1" 'BEGIN { printf "%.1f", b - a }') "
           ;;
         worker+append)
-          # shellcheck disable=SC2030,SC2031
-          ( sleep 2; worker_pass "$(printf '%s/%03d-worker-pass' "$LOGDIR" "$((RUN + 2))")"; echo "$P0 $P1" >"$LOGDIR/pass-times" ) &
-          pid=$!
-          append_run worker+append
-          wait "$pid" || die "the worker's pass during pgbench failed"
-          RUN=$((RUN + 1))
-          read -r P0 P1 <"$LOGDIR/pass-times"
-          end=$(tx_end)
-          if awk -v a="$P1" -v b="$end" 'BEGIN { exit !(a > b) }'; then
-            OUTLASTED=1
-            say "  the worker's pass outlasted pgbench: appends measured until pgbench ended"
-          else
-            end=$P1
-          fi
-          TPS_DURING[w]+="$(tx_between "$P0" "$end") "
-          DPS[worker]+="$(awk -v n="$EXPECT_DELETED" -v a="$P0" -v b="$P1" 'BEGIN { printf "%.0f", n / (b - a) }') "
-          PASS_S[worker]+="$(awk -v a="$P0" -v b="$P1" 'BEGIN { printf "%.1f", b - a }') "
+          pass_during_appends worker+append worker_pass worker-pass
           ;;
         append)
           A0=$(now)
@@ -372,7 +368,7 @@ part_retention() {
   done
   local dps_alone dps_during tps_d tps_a
   # shellcheck disable=SC2086
-  dps_alone=$(median ${DPS[pass]}) dps_during=$(median ${DPS[pass+append]}) tps_d=$(median ${TPS_DURING[x]}) tps_a=$(median ${TPS_ALONE[x]})
+  dps_alone=$(median ${DPS[pass]}) dps_during=$(median ${DPS[pass+append]}) tps_d=$(median ${TPS_DURING[pass+append]}) tps_a=$(median ${TPS_ALONE[x]})
   out "## 1. Retention pass on a $EVENTS-event category"
   out ""
   # shellcheck disable=SC2086
@@ -389,16 +385,16 @@ part_retention() {
   if [[ -n $WORKER_VARIANT ]]; then
     local tps_w
     # shellcheck disable=SC2086
-    tps_w=$(median ${TPS_DURING[w]})
+    tps_w=$(median ${TPS_DURING[worker+append]})
     # shellcheck disable=SC2086
-    out "| the worker's pass (retention_duty_cycle $DUTY) + 4 appenders | $(median_fmt %.1f ${PASS_S[worker]}) | $(median ${DPS[worker]}) | $tps_w | **$(ratio "$tps_w" "$tps_a")** |"
+    out "| the worker's pass (retention_duty_cycle $DUTY) + 4 appenders | $(median_fmt %.1f ${PASS_S[worker+append]}) | $(median ${DPS[worker+append]}) | $tps_w | **$(ratio "$tps_w" "$tps_a")** |"
     # shellcheck disable=SC2086
-    RUNS_TXT+=("- part 1, the worker's pass: $(join ${DPS[worker]}) deleted/s; appends during it $(join ${TPS_DURING[w]}) events/s")
+    RUNS_TXT+=("- part 1, the worker's pass: $(join ${DPS[worker+append]}) deleted/s; appends during it $(join ${TPS_DURING[worker+append]}) events/s")
   fi
   out "| 4 appenders alone | - | - | $tps_a | 1.00 |"
   out ""
   # shellcheck disable=SC2086
-  RUNS_TXT+=("- part 1, every round: pass alone $(join ${DPS[pass]}) deleted/s; pass during appends $(join ${DPS[pass+append]}) deleted/s; appends during the pass $(join ${TPS_DURING[x]}) events/s; appends alone $(join ${TPS_ALONE[x]}) events/s; during/alone per round $(paste -d' ' <(tr ' ' '\n' <<<"${TPS_DURING[x]}") <(tr ' ' '\n' <<<"${TPS_ALONE[x]}") | awk 'NF == 2 { printf "%s%.2f", s, $1 / $2; s = ", " }')")
+  RUNS_TXT+=("- part 1, every round: pass alone $(join ${DPS[pass]}) deleted/s; pass during appends $(join ${DPS[pass+append]}) deleted/s; appends during the pass $(join ${TPS_DURING[pass+append]}) events/s; appends alone $(join ${TPS_ALONE[x]}) events/s; during/alone per round $(paste -d' ' <(tr ' ' '\n' <<<"${TPS_DURING[pass+append]}") <(tr ' ' '\n' <<<"${TPS_ALONE[x]}") | awk 'NF == 2 { printf "%s%.2f", s, $1 / $2; s = ", " }')")
   if ((OUTLASTED)); then
     out "(a pass outlasted its pgbench run of $PASS_SECONDS s: the appends were measured until pgbench ended; raise PASS_SECONDS)"
     out ""
